@@ -150,13 +150,12 @@ impl ArnGlob {
                         continue;
                     }
                 }
-                Some(Token::Literal(want)) => {
-                    if rest.starts_with(*want) {
-                        i += want.len_utf8();
-                        t += 1;
-                        continue;
-                    }
+                Some(Token::Literal(want)) if rest.starts_with(*want) => {
+                    i += want.len_utf8();
+                    t += 1;
+                    continue;
                 }
+                Some(Token::Literal(_)) => {}
                 None if rest.is_empty() => return true,
                 None => {}
             }

@@ -458,7 +458,7 @@ async fn handle(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> 
     };
     let outcome = {
         let keys = state.keys.read().unwrap_or_else(PoisonError::into_inner);
-        verify(&received, &keys, state.now()).map(TestIdentity::clone)
+        verify(&received, &keys, state.now()).cloned()
     };
     match outcome {
         Ok(identity) => {

@@ -514,33 +514,36 @@ fn check_time(
     expires_in: Option<u64>,
     now: OffsetDateTime,
 ) -> Result<(), StsError> {
-    if signed_at > now + MAX_CLOCK_SKEW {
+    // Saturating arithmetic: a shifted clock near the calendar's ends must not panic.
+    let latest = now.saturating_add(MAX_CLOCK_SKEW);
+    let earliest = now.saturating_sub(MAX_CLOCK_SKEW);
+    if signed_at > latest {
         return Err(StsError::new(
             StsErrorCode::SignatureDoesNotMatch,
             format!(
                 "Signature not yet current: {} is still later than {} ({} + 15 min.)",
                 format_amz_date(signed_at),
-                format_amz_date(now + MAX_CLOCK_SKEW),
+                format_amz_date(latest),
                 format_amz_date(now)
             ),
         ));
     }
     if let Some(expires_in) = expires_in {
         let secs = i64::try_from(expires_in).unwrap_or(i64::MAX);
-        if now > signed_at + time::Duration::seconds(secs) {
+        if now > signed_at.saturating_add(time::Duration::seconds(secs)) {
             return Err(StsError::new(
                 StsErrorCode::AccessDenied,
                 "Request has expired",
             ));
         }
     }
-    if signed_at < now - MAX_CLOCK_SKEW {
+    if signed_at < earliest {
         return Err(StsError::new(
             StsErrorCode::SignatureDoesNotMatch,
             format!(
                 "Signature expired: {} is now earlier than {} ({} - 15 min.)",
                 format_amz_date(signed_at),
-                format_amz_date(now - MAX_CLOCK_SKEW),
+                format_amz_date(earliest),
                 format_amz_date(now)
             ),
         ));
@@ -767,6 +770,18 @@ mod tests {
     }
 
     #[test]
+    fn time_checks_saturate_at_the_ends_of_the_calendar() {
+        let (min, max) = (
+            time::PrimitiveDateTime::MIN.assume_utc(),
+            time::PrimitiveDateTime::MAX.assume_utc(),
+        );
+        assert!(check_time(max, Some(MAX_EXPIRES_SECS), max).is_ok());
+        assert!(check_time(min, Some(MAX_EXPIRES_SECS), min).is_ok());
+        assert!(check_time(min, None, max).is_err());
+        assert!(check_time(max, None, min).is_err());
+    }
+
+    #[test]
     fn expires_must_be_a_plain_integer_in_range() {
         assert_eq!(parse_expires("300").ok(), Some(300));
         for bad in [
@@ -859,5 +874,116 @@ mod tests {
             };
             assert!(verify(&req, &keys, now).is_err(), "{query}");
         }
+    }
+
+    mod never_panics {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn alice_keys() -> HashMap<String, KeyRecord> {
+            crate::identity::default_identities()
+                .into_iter()
+                .map(|identity| {
+                    let key = identity.access_key_id.clone();
+                    let record = KeyRecord {
+                        identity,
+                        session_expired: false,
+                    };
+                    (key, record)
+                })
+                .collect()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Requests that pass the shape checks with a known key and a current date reach
+            /// aws-sigv4 with arbitrary region, signed headers, path, query and host.
+            #[test]
+            fn arbitrary_requests_with_a_known_key_reach_aws_sigv4_without_panicking(
+                region in "[a-z0-9-]{1,12}",
+                signed in "host(;[a-z0-9-]{1,12}){0,3}",
+                path in "/[ -~]{0,30}",
+                query in "[ -~]{0,60}",
+                host in "[ -~]{0,30}",
+                body in proptest::collection::vec(any::<u8>(), 0..64),
+                presigned in any::<bool>(),
+                method in "GET|POST|PUT|[A-Z]{1,8}",
+            ) {
+                let now = OffsetDateTime::now_utc();
+                let date = format_amz_date(now);
+                let credential = format!(
+                    "{}/{}/{region}/sts/aws4_request",
+                    crate::keys::ALICE_ACCESS_KEY_ID,
+                    &date[..8]
+                );
+                let mut headers = HeaderMap::new();
+                if let Ok(value) = http::HeaderValue::from_str(&host) {
+                    headers.insert("host", value);
+                }
+                let full_query;
+                if presigned {
+                    full_query = format!(
+                        "{query}&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={}\
+                         &X-Amz-Date={date}&X-Amz-Expires=60&X-Amz-SignedHeaders={}\
+                         &X-Amz-Signature=00",
+                        credential.replace('/', "%2F"),
+                        signed.replace(';', "%3B"),
+                    );
+                } else {
+                    full_query = query;
+                    let auth = format!(
+                        "AWS4-HMAC-SHA256 Credential={credential}, SignedHeaders={signed}, \
+                         Signature=00"
+                    );
+                    headers.insert(
+                        "authorization",
+                        http::HeaderValue::from_str(&auth).expect("ascii"),
+                    );
+                    headers.insert(
+                        "x-amz-date",
+                        http::HeaderValue::from_str(&date).expect("ascii"),
+                    );
+                }
+                let req = ReceivedRequest {
+                    method: &method,
+                    path: &path,
+                    query: Some(&full_query),
+                    authority: Some("sts.us-west-2.amazonaws.com"),
+                    headers: &headers,
+                    body: &body,
+                };
+                prop_assert!(verify(&req, &alice_keys(), now).is_err());
+            }
+
+            #[test]
+            fn arbitrary_authorization_headers_never_panic(
+                auth in "[ -~]{0,200}",
+                date in "[0-9TZ]{0,20}",
+                token in proptest::option::of("[ -~]{0,20}"),
+            ) {
+                let mut headers = HeaderMap::new();
+                for (name, value) in [
+                    ("authorization", Some(auth.as_str())),
+                    ("x-amz-date", Some(date.as_str())),
+                    ("x-amz-security-token", token.as_deref()),
+                ] {
+                    if let Some(value) = value.and_then(|v| http::HeaderValue::from_str(v).ok()) {
+                        headers.insert(name, value);
+                    }
+                }
+                let req = ReceivedRequest {
+                    method: "POST",
+                    path: "/",
+                    query: None,
+                    authority: None,
+                    headers: &headers,
+                    body: BODY_FOR_TESTS,
+                };
+                let _ = verify(&req, &alice_keys(), OffsetDateTime::now_utc());
+            }
+        }
+
+        const BODY_FOR_TESTS: &[u8] = b"Action=GetCallerIdentity&Version=2011-06-15";
     }
 }

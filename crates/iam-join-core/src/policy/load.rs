@@ -34,7 +34,7 @@ impl PolicyBuilder {
             let location = DocumentLocation::new(source, index);
             match document {
                 Document::Iam(raw) => {
-                    let token = JoinToken::try_from(raw).map_err(|e| e.at(location.clone()))?;
+                    let token = JoinToken::try_from(*raw).map_err(|e| e.at(location.clone()))?;
                     self.claim_name(token.name(), &location)?;
                     for (i, rule) in token.allow().iter().enumerate() {
                         for (field, message) in rule.lints() {
@@ -42,7 +42,8 @@ impl PolicyBuilder {
                             self.warn(PolicyWarning::at(location.clone(), message));
                         }
                     }
-                    self.by_name.insert(token.name().to_owned(), self.entries.len());
+                    self.by_name
+                        .insert(token.name().to_owned(), self.entries.len());
                     self.entries.push(Entry { token, location });
                 }
                 Document::Other { name, join_method } => {
@@ -73,8 +74,7 @@ impl PolicyBuilder {
             let name = entry.file_name();
             let bytes = name.as_encoded_bytes();
             // Hidden files, and the `..data` links of a mounted Kubernetes ConfigMap.
-            if bytes.starts_with(b".") || !(bytes.ends_with(b".yaml") || bytes.ends_with(b".yml"))
-            {
+            if bytes.starts_with(b".") || !(bytes.ends_with(b".yaml") || bytes.ends_with(b".yml")) {
                 continue;
             }
             let file = entry.path();

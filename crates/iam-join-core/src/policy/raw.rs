@@ -32,10 +32,16 @@ pub(super) struct RawMetadata {
     #[serde(default)]
     pub(super) description: Option<String>,
     #[serde(default)]
-    #[expect(dead_code, reason = "accepted for compatibility with Teleport, not used")]
+    #[expect(
+        dead_code,
+        reason = "accepted for compatibility with Teleport, not used"
+    )]
     pub(super) labels: Option<BTreeMap<String, String>>,
     #[serde(default)]
-    #[expect(dead_code, reason = "accepted for compatibility with Teleport, not used")]
+    #[expect(
+        dead_code,
+        reason = "accepted for compatibility with Teleport, not used"
+    )]
     pub(super) revision: Option<String>,
 }
 

@@ -76,7 +76,10 @@ impl AllowRule {
         let Some(glob) = &self.aws_arn else {
             return lints;
         };
-        match (&self.aws_account, arn_field(glob, 4).filter(|a| is_account_id(a))) {
+        match (
+            &self.aws_account,
+            arn_field(glob, 4).filter(|a| is_account_id(a)),
+        ) {
             (Some(account), Some(in_arn)) if account != in_arn => lints.push((
                 "aws_arn",
                 format!(
@@ -198,7 +201,10 @@ fn validate_regions(regions: Vec<String>) -> Result<Vec<String>, FieldError> {
             ));
         }
         if regions[..i].contains(region) {
-            return Err(FieldError::new(field, format!("duplicate region {region:?}")));
+            return Err(FieldError::new(
+                field,
+                format!("duplicate region {region:?}"),
+            ));
         }
     }
     Ok(regions)
@@ -216,8 +222,12 @@ fn is_plausible_region(s: &str) -> bool {
                 && p.bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         })
-        && parts.first().is_some_and(|p| p.bytes().all(|b| b.is_ascii_lowercase()))
-        && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        && parts
+            .first()
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts
+            .last()
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Plain words, e.g. `any identity in AWS account 111111111111` or `an identity in AWS account
@@ -300,25 +310,57 @@ mod tests {
 
     #[test]
     fn region_plausibility() {
-        for ok in ["us-west-2", "us-gov-west-1", "cn-north-1", "us-isob-east-1", "eu-isoe-west-1"] {
+        for ok in [
+            "us-west-2",
+            "us-gov-west-1",
+            "cn-north-1",
+            "us-isob-east-1",
+            "eu-isoe-west-1",
+        ] {
             assert!(is_plausible_region(ok), "{ok}");
         }
-        for bad in ["", "us-west", "US-WEST-2", "us_west_2", "us--west-2", "-us-west-2", "us-west-2-", "1s-west-2", "us-west-x"] {
+        for bad in [
+            "",
+            "us-west",
+            "US-WEST-2",
+            "us_west_2",
+            "us--west-2",
+            "-us-west-2",
+            "us-west-2-",
+            "1s-west-2",
+            "us-west-x",
+        ] {
             assert!(!is_plausible_region(bad), "{bad}");
         }
     }
 
     #[test]
     fn lints_flag_account_mismatch_any_account_and_iam_role_arns() {
-        let mismatch = rule(Some("111111111111"), Some("arn:aws:sts::222222222222:assumed-role/r/*"), None);
+        let mismatch = rule(
+            Some("111111111111"),
+            Some("arn:aws:sts::222222222222:assumed-role/r/*"),
+            None,
+        );
         assert_eq!(mismatch.lints().len(), 1);
         let any_account = rule(None, Some("arn:aws:sts::*:assumed-role/r/*"), None);
         assert_eq!(any_account.lints().len(), 1);
-        let iam_role = rule(Some("111111111111"), Some("arn:aws:iam::111111111111:role/r"), None);
+        let iam_role = rule(
+            Some("111111111111"),
+            Some("arn:aws:iam::111111111111:role/r"),
+            None,
+        );
         assert_eq!(iam_role.lints().len(), 1);
-        let fine = rule(None, Some("arn:aws:sts::333333333333:assumed-role/r/*"), None);
+        let fine = rule(
+            None,
+            Some("arn:aws:sts::333333333333:assumed-role/r/*"),
+            None,
+        );
         assert!(fine.lints().is_empty());
-        let star_before_account = rule(Some("111111111111"), Some("arn:*:111111111111:user/x"), None);
+        let star_before_account = rule(
+            Some("111111111111"),
+            Some("arn:*:111111111111:user/x"),
+            None,
+        );
         assert!(star_before_account.lints().is_empty());
     }
 
@@ -329,7 +371,12 @@ mod tests {
             "any identity in AWS account 111111111111"
         );
         assert_eq!(
-            rule(Some("3".repeat(12).as_str()), Some("arn:aws:sts::333333333333:assumed-role/r/i-*"), Some(&["us-west-1", "us-west-2", "eu-west-1"])).to_string(),
+            rule(
+                Some("3".repeat(12).as_str()),
+                Some("arn:aws:sts::333333333333:assumed-role/r/i-*"),
+                Some(&["us-west-1", "us-west-2", "eu-west-1"])
+            )
+            .to_string(),
             "an identity in AWS account 333333333333 whose ARN matches `arn:aws:sts::333333333333:assumed-role/r/i-*`, \
              proof signed for STS region us-west-1, us-west-2 or eu-west-1"
         );

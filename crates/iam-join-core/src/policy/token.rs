@@ -81,7 +81,11 @@ impl JoinToken {
     /// # Errors
     ///
     /// [`PolicyDenial::TokenExpired`] or [`PolicyDenial::NotAllowed`].
-    pub fn authorize(&self, subject: &Subject<'_>, now: OffsetDateTime) -> Result<(), PolicyDenial> {
+    pub fn authorize(
+        &self,
+        subject: &Subject<'_>,
+        now: OffsetDateTime,
+    ) -> Result<(), PolicyDenial> {
         if self.is_expired(now) {
             return Err(PolicyDenial::TokenExpired);
         }
@@ -104,7 +108,9 @@ pub(super) fn check_version(version: &str) -> Result<(), String> {
     if version == VERSION {
         Ok(())
     } else {
-        Err(format!("must be `{VERSION}` (the only token version supported), got {version:?}"))
+        Err(format!(
+            "must be `{VERSION}` (the only token version supported), got {version:?}"
+        ))
     }
 }
 
@@ -154,12 +160,17 @@ impl TryFrom<RawToken> for JoinToken {
             .transpose()?;
 
         if raw.spec.roles.is_empty() {
-            return Err(FieldError::new("spec.roles", "at least one role is required"));
+            return Err(FieldError::new(
+                "spec.roles",
+                "at least one role is required",
+            ));
         }
         let mut roles: Vec<Role> = Vec::with_capacity(raw.spec.roles.len());
         for (i, text) in raw.spec.roles.iter().enumerate() {
             let field = format!("spec.roles[{i}]");
-            let role: Role = text.parse().map_err(|e| FieldError::new(&field, format!("{e}")))?;
+            let role: Role = text
+                .parse()
+                .map_err(|e| FieldError::new(&field, format!("{e}")))?;
             if let Some(first) = roles.iter().position(|r| *r == role) {
                 return Err(FieldError::new(
                     field,
@@ -172,7 +183,10 @@ impl TryFrom<RawToken> for JoinToken {
         if let Some(bot_name) = &raw.spec.bot_name
             && bot_name.trim().is_empty()
         {
-            return Err(FieldError::new("spec.bot_name", "must not be empty when present"));
+            return Err(FieldError::new(
+                "spec.bot_name",
+                "must not be empty when present",
+            ));
         }
 
         let raw_rules = raw.spec.allow.unwrap_or_default();

@@ -20,7 +20,7 @@ use super::token::{JOIN_METHOD, check_kind, check_version};
 #[derive(Debug)]
 pub(super) enum Document {
     /// A `join_method: iam` token, read strictly but not yet validated.
-    Iam(RawToken),
+    Iam(Box<RawToken>),
     /// A token of another join method, to be skipped.
     Other {
         /// `metadata.name`, if it is a string.
@@ -101,20 +101,29 @@ fn read_document(
             )));
         }
     };
-    let field = |field: &str, message: String| DocumentError::Field(FieldError::new(field, message));
+    let field =
+        |field: &str, message: String| DocumentError::Field(FieldError::new(field, message));
 
-    let kind = required_str(map, "kind", "kind")?;
+    let kind = required_str(map, "kind", "kind", "write `kind: token`")?;
     check_kind(kind).map_err(|m| field("kind", m))?;
-    let version = required_str(map, "version", "version")?;
+    let version = required_str(map, "version", "version", "write `version: v2`")?;
     check_version(version).map_err(|m| field("version", m))?;
     let spec = match map.get("spec") {
         Some(Value::Mapping(spec)) => spec,
         Some(other) => {
-            return Err(field("spec", format!("must be a mapping, found {}", describe(other))));
+            return Err(field(
+                "spec",
+                format!("must be a mapping, found {}", describe(other)),
+            ));
         }
-        None => return Err(field("spec", "missing".to_owned())),
+        None => return Err(field("spec", "missing: a token needs a spec".to_owned())),
     };
-    let join_method = required_str(spec, "join_method", "spec.join_method")?;
+    let join_method = required_str(
+        spec,
+        "join_method",
+        "spec.join_method",
+        "write `join_method: iam` for an IAM join token",
+    )?;
 
     if join_method == JOIN_METHOD {
         let Some(strict) = strict else {
@@ -122,7 +131,9 @@ fn read_document(
                 "the YAML reader lost track of the documents".to_owned(),
             ));
         };
-        return RawToken::deserialize(strict).map(|raw| Some(Document::Iam(raw))).map_err(yaml);
+        return RawToken::deserialize(strict)
+            .map(|raw| Some(Document::Iam(Box::new(raw))))
+            .map_err(yaml);
     }
     if join_method.eq_ignore_ascii_case(JOIN_METHOD) {
         return Err(field(
@@ -144,13 +155,21 @@ fn read_document(
     }))
 }
 
-/// The string at `key`, or an error naming `path`.
-fn required_str<'m>(map: &'m Mapping, key: &str, path: &str) -> Result<&'m str, DocumentError> {
+/// The string at `key`, or an error naming `path` (with `hint` if the key is missing).
+fn required_str<'m>(
+    map: &'m Mapping,
+    key: &str,
+    path: &str,
+    hint: &str,
+) -> Result<&'m str, DocumentError> {
     let error = |message: String| DocumentError::Field(FieldError::new(path, message));
     match map.get(key) {
         Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(error(format!("must be a string, found {}", describe(other)))),
-        None => Err(error("missing".to_owned())),
+        Some(other) => Err(error(format!(
+            "must be a string, found {}",
+            describe(other)
+        ))),
+        None => Err(error(format!("missing: {hint}"))),
     }
 }
 

@@ -1,0 +1,371 @@
+//! [`IamJoinLayer`] and its builder.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use iam_join_core::challenge::ChallengeKey;
+use iam_join_core::policy::TokenPolicy;
+use iam_join_core::{ProofRules, StsHostAllowList};
+use opentelemetry::metrics::Meter;
+use tower_layer::Layer;
+
+use crate::cache::{OutcomeExpiry, SharedCache};
+use crate::error::BuildError;
+use crate::metrics::Metrics;
+use crate::policy::PolicyHandle;
+use crate::ratelimit::{MemoryRateLimiter, RateLimiterBackend, RateLimits};
+use crate::replay::{MemoryReplayStore, ReplayStore};
+use crate::service::{IamJoinService, Settings};
+use crate::sts::{HyperStsClient, StsClient, StsClientConfig};
+use crate::verifier::Verifier;
+
+/// Default prefix of the layer's own endpoints.
+pub const DEFAULT_PREFIX: &str = "/v1/iam-join";
+
+/// Puts IAM-join verification in front of a service. Cheap to clone; every clone shares the
+/// cache, limits, replay store and policy.
+#[derive(Clone, Debug)]
+pub struct IamJoinLayer {
+    pub(crate) verifier: Arc<Verifier>,
+    pub(crate) settings: Arc<Settings>,
+}
+
+impl IamJoinLayer {
+    /// Starts a builder.
+    pub fn builder() -> IamJoinLayerBuilder {
+        IamJoinLayerBuilder::default()
+    }
+
+    /// The policy handle: [`PolicyHandle::store`] or [`PolicyHandle::reload`] swap the policy
+    /// for the next request.
+    pub fn policy(&self) -> &PolicyHandle {
+        self.verifier.policy()
+    }
+
+    /// Reloads the policy from `path`, keeping the old one on error, and counts the reload in
+    /// `iam_join_policy_reloads_total`.
+    pub fn reload_policy(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<Arc<TokenPolicy>, iam_join_core::policy::PolicyError> {
+        let result = self.verifier.policy().reload(path);
+        if let Some(m) = &self.verifier.metrics {
+            m.policy_reload(if result.is_ok() { "ok" } else { "error" });
+        }
+        result
+    }
+
+    /// The verification pipeline, for callers that verify outside a tower stack (benches,
+    /// custom servers).
+    pub fn verifier(&self) -> &Arc<Verifier> {
+        &self.verifier
+    }
+}
+
+impl<S> Layer<S> for IamJoinLayer {
+    type Service = IamJoinService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        IamJoinService::new(inner, self.clone())
+    }
+}
+
+/// Builds an [`IamJoinLayer`], validating everything once.
+#[derive(Default)]
+pub struct IamJoinLayerBuilder {
+    audience: Option<String>,
+    policy: Option<PolicyHandle>,
+    default_token: Option<String>,
+    prefix: Option<String>,
+    hosts: Option<StsHostAllowList>,
+    fips: bool,
+    extra_regions: Vec<String>,
+    sts_client: Option<Arc<dyn StsClient>>,
+    sts_config: StsClientConfig,
+    challenge_key: Option<ChallengeKey>,
+    challenges: Option<bool>,
+    challenge_ttl: Option<Duration>,
+    challenge_paths: Vec<String>,
+    public_paths: Vec<String>,
+    cache_capacity: Option<u64>,
+    negative_ttl: Option<Duration>,
+    limits: Option<RateLimits>,
+    limiter: Option<Arc<dyn RateLimiterBackend>>,
+    replay: Option<Arc<dyn ReplayStore>>,
+    shared_cache: Option<Arc<dyn SharedCache>>,
+    trusted_proxies: Vec<ipnet::IpNet>,
+    identity_headers: bool,
+    meter: Option<Meter>,
+}
+
+impl IamJoinLayerBuilder {
+    /// This verifier's audience (`x-iam-join-audience`, and `x-k8s-aws-id` for EKS tokens).
+    /// Pick a value unique to this deployment, e.g. the cluster's public name.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// The token policy (a handle lets the caller swap it later).
+    pub fn policy(mut self, policy: impl Into<PolicyHandle>) -> Self {
+        self.policy = Some(policy.into());
+        self
+    }
+
+    /// The join token used when a request sends no `X-IAM-Join-Token`.
+    pub fn default_token(mut self, name: impl Into<String>) -> Self {
+        self.default_token = Some(name.into());
+        self
+    }
+
+    /// Prefix of the layer's endpoints (default `/v1/iam-join`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// Replaces the STS host allow-list.
+    pub fn hosts(mut self, hosts: StsHostAllowList) -> Self {
+        self.hosts = Some(hosts);
+        self
+    }
+
+    /// Accept only FIPS STS endpoints.
+    pub fn fips(mut self, on: bool) -> Self {
+        self.fips = on;
+        self
+    }
+
+    /// Regions to allow beyond the built-in list.
+    pub fn extra_regions<I: IntoIterator<Item = S>, S: Into<String>>(mut self, regions: I) -> Self {
+        self.extra_regions.extend(regions.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sends proofs for `host` to `base_url` instead (VPC endpoint, emulator); the signed
+    /// `Host` is kept.
+    pub fn sts_override(mut self, host: impl Into<String>, base_url: impl Into<String>) -> Self {
+        self.sts_config.overrides.insert(host.into(), base_url.into());
+        self
+    }
+
+    /// Overrides for every allowed host at once (tests, demos).
+    pub fn sts_override_all(mut self, base_url: impl Into<String>) -> Self {
+        let url = base_url.into();
+        let hosts = self.hosts.clone().unwrap_or_default();
+        for h in hosts.hosts() {
+            self.sts_config
+                .overrides
+                .insert(h.name().to_owned(), url.clone());
+        }
+        self
+    }
+
+    /// STS connect and total timeouts (defaults 2 s and 5 s).
+    pub fn sts_timeouts(mut self, connect: Duration, total: Duration) -> Self {
+        self.sts_config.connect_timeout = connect;
+        self.sts_config.timeout = total;
+        self
+    }
+
+    /// A custom STS transport (tests, benches). Overrides and timeouts are then its business.
+    pub fn sts_client(mut self, client: Arc<dyn StsClient>) -> Self {
+        self.sts_client = Some(client);
+        self
+    }
+
+    /// The key that signs challenges. Replicas that redeem each other's challenges must share
+    /// it. Without one, a random key is made (single replica only).
+    pub fn challenge_key(mut self, key: ChallengeKey) -> Self {
+        self.challenge_key = Some(key);
+        self.challenges = Some(true);
+        self
+    }
+
+    /// Turns challenge issue and redemption on or off (default on).
+    pub fn challenges(mut self, on: bool) -> Self {
+        self.challenges = Some(on);
+        self
+    }
+
+    /// How long an issued challenge is valid (default 60 s).
+    pub fn challenge_ttl(mut self, ttl: Duration) -> Self {
+        self.challenge_ttl = Some(ttl);
+        self
+    }
+
+    /// Paths (exact, or a prefix ending in `*`) that accept only challenge-bound proofs.
+    pub fn challenge_paths<I: IntoIterator<Item = S>, S: Into<String>>(mut self, paths: I) -> Self {
+        self.challenge_paths.extend(paths.into_iter().map(Into::into));
+        self
+    }
+
+    /// Paths (exact, or a prefix ending in `*`) passed through without a proof (health checks).
+    /// Incoming `x-iam-join-*` headers are still removed.
+    pub fn public_paths<I: IntoIterator<Item = S>, S: Into<String>>(mut self, paths: I) -> Self {
+        self.public_paths.extend(paths.into_iter().map(Into::into));
+        self
+    }
+
+    /// Most STS outcomes cached (default 100 000). Each holds an identity of a few hundred bytes.
+    pub fn cache_capacity(mut self, entries: u64) -> Self {
+        self.cache_capacity = Some(entries);
+        self
+    }
+
+    /// How long a definitive STS rejection is cached (default 10 s). Longer saves STS calls on
+    /// a flood of bad proofs; shorter lets a fixed clock or credential work sooner.
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = Some(ttl);
+        self
+    }
+
+    /// Rate limits (defaults: [`RateLimits::default`]).
+    pub fn rate_limits(mut self, limits: RateLimits) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// A rate limit backend shared by replicas (Redis); its limits are its own.
+    pub fn rate_limiter(mut self, limiter: Arc<dyn RateLimiterBackend>) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// The replay store for challenges (default: in memory).
+    pub fn replay_store(mut self, store: Arc<dyn ReplayStore>) -> Self {
+        self.replay = Some(store);
+        self
+    }
+
+    /// A second-level cache shared by replicas (Redis).
+    pub fn shared_cache(mut self, cache: Arc<dyn SharedCache>) -> Self {
+        self.shared_cache = Some(cache);
+        self
+    }
+
+    /// Networks of proxies whose `X-Forwarded-For` is believed for the per-client limit.
+    pub fn trusted_proxies<I: IntoIterator<Item = ipnet::IpNet>>(mut self, nets: I) -> Self {
+        self.trusted_proxies.extend(nets);
+        self
+    }
+
+    /// Also pass the identity to the inner service as `x-iam-join-*` headers (for proxies).
+    pub fn identity_headers(mut self, on: bool) -> Self {
+        self.identity_headers = on;
+        self
+    }
+
+    /// Record metrics on this meter (no exporter is installed).
+    pub fn meter(mut self, meter: Meter) -> Self {
+        self.meter = Some(meter);
+        self
+    }
+
+    /// Validates and builds the layer.
+    pub fn build(self) -> Result<IamJoinLayer, BuildError> {
+        let policy = self.policy.ok_or(BuildError::MissingPolicy)?;
+        let prefix = self.prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_owned());
+        if !prefix.starts_with('/') || prefix.ends_with('/') {
+            return Err(BuildError::BadPrefix(prefix));
+        }
+        if let Some(a) = &self.audience {
+            if a.is_empty() || a.len() > 256 || !a.bytes().all(|b| (b' '..=b'~').contains(&b)) || a.trim() != a {
+                return Err(BuildError::BadAudience(a.clone()));
+            }
+        }
+        if let Some(t) = &self.default_token {
+            if !crate::service::is_token_name(t) {
+                return Err(BuildError::BadTokenName(t.clone()));
+            }
+        }
+        let challenges = self.challenges.unwrap_or(true);
+        if self.audience.is_none() && !challenges {
+            return Err(BuildError::NoBinding);
+        }
+        let limits = self.limits.unwrap_or_default();
+        for (name, rate) in [
+            ("per_client", limits.per_client),
+            ("sts_budget", limits.sts_budget),
+            ("per_account", limits.per_account),
+        ] {
+            if rate.is_some_and(|r| r.quota().is_none()) {
+                return Err(BuildError::BadRate(name));
+            }
+        }
+        let hosts = self
+            .hosts
+            .unwrap_or_default()
+            .fips_only(self.fips)
+            .with_extra_regions(&self.extra_regions)?;
+        let challenge_key = if challenges {
+            Some(match self.challenge_key {
+                Some(k) => k,
+                None => {
+                    let mut bytes = [0u8; 32];
+                    getrandom::fill(&mut bytes)
+                        .map_err(|_| BuildError::NoBinding)?;
+                    ChallengeKey::from_bytes(&bytes)
+                        .unwrap_or_else(|_| unreachable!("32 bytes is long enough"))
+                }
+            })
+        } else {
+            None
+        };
+        let challenge_ttl = self.challenge_ttl.unwrap_or(Duration::from_secs(60));
+        let sts: Arc<dyn StsClient> = match self.sts_client {
+            Some(c) => c,
+            None => Arc::new(HyperStsClient::new(self.sts_config)?),
+        };
+        let cache = moka::future::Cache::builder()
+            .max_capacity(self.cache_capacity.unwrap_or(100_000))
+            .expire_after(OutcomeExpiry)
+            .build();
+        let metrics = self.meter.as_ref().map(|m| {
+            let c = cache.clone();
+            Metrics::new(m, Some(Arc::new(move || c.entry_count())))
+        });
+        let verifier = Verifier {
+            rules: ProofRules {
+                hosts,
+                audience: self.audience,
+                challenge_key,
+                challenge_ttl,
+                ..ProofRules::default()
+            },
+            policy,
+            sts,
+            cache,
+            shared_cache: self.shared_cache,
+            negative_ttl: self.negative_ttl.unwrap_or(Duration::from_secs(10)),
+            limiter: self
+                .limiter
+                .unwrap_or_else(|| Arc::new(MemoryRateLimiter::new(limits))),
+            replay: self.replay.unwrap_or_else(|| {
+                Arc::new(MemoryReplayStore::new(
+                    1_000_000,
+                    challenge_ttl + Duration::from_secs(120),
+                ))
+            }),
+            metrics,
+        };
+        Ok(IamJoinLayer {
+            verifier: Arc::new(verifier),
+            settings: Arc::new(Settings {
+                prefix,
+                default_token: self.default_token,
+                challenge_paths: self.challenge_paths,
+                public_paths: self.public_paths,
+                trusted_proxies: self.trusted_proxies,
+                identity_headers: self.identity_headers,
+            }),
+        })
+    }
+}
+
+impl From<TokenPolicy> for PolicyHandle {
+    fn from(p: TokenPolicy) -> Self {
+        PolicyHandle::new(p)
+    }
+}
+

@@ -1,0 +1,359 @@
+//! [`IamJoinService`]: verification in front of an inner service, and the layer's endpoints.
+
+use std::net::{IpAddr, SocketAddr};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{Either, Full};
+use iam_join_core::challenge::{CHALLENGE_HEADER, issue_challenge};
+use iam_join_core::token::{IAM_JOIN_V1_PREFIX, K8S_AWS_V1_PREFIX, token_from_authorization};
+use iam_join_core::{ErrorCode, VerifiedIdentity, VerifyError};
+use time::OffsetDateTime;
+use tower_service::Service;
+
+use crate::error::Denial;
+use crate::future::ResponseFuture;
+use crate::layer::IamJoinLayer;
+use crate::ratelimit::client_ip;
+use crate::verifier::VerifyRequest;
+
+/// The proof carrier header besides `Authorization: Bearer`.
+pub const PROOF_HEADER: &str = "x-iam-join-proof";
+/// The header naming the join token.
+pub const TOKEN_HEADER: &str = "x-iam-join-token";
+/// Every header with this prefix is removed from incoming requests.
+pub const IDENTITY_HEADER_PREFIX: &str = "x-iam-join-";
+
+/// The response body: the inner service's, or the layer's own (denials, endpoints).
+pub type IamJoinBody<B> = Either<B, Full<Bytes>>;
+
+/// The client's address, inserted as a request extension by the server (a plain
+/// [`SocketAddr`] extension is read too; axum's `ConnectInfo` needs a one-line `map_request`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) prefix: String,
+    pub(crate) default_token: Option<String>,
+    pub(crate) challenge_paths: Vec<String>,
+    pub(crate) public_paths: Vec<String>,
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
+    pub(crate) identity_headers: bool,
+}
+
+fn path_matches(patterns: &[String], path: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => path.starts_with(prefix),
+        None => p == path,
+    })
+}
+
+/// A join token name: 1 to 253 characters of letters, digits, `.`, `_`, `-`.
+pub(crate) fn is_token_name(s: &str) -> bool {
+    (1..=253).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Verification in front of `S`. See the crate docs.
+#[derive(Clone, Debug)]
+pub struct IamJoinService<S> {
+    inner: S,
+    layer: IamJoinLayer,
+}
+
+impl<S> IamJoinService<S> {
+    pub(crate) fn new(inner: S, layer: IamJoinLayer) -> Self {
+        Self { inner, layer }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for IamJoinService<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+    ResBody: Send + 'static,
+{
+    type Response = Response<IamJoinBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        // Use the service that was driven to readiness; leave a fresh clone in its place.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        ResponseFuture {
+            inner: Box::pin(handle(layer, inner, req)),
+        }
+    }
+}
+
+enum Endpoint {
+    Challenge,
+    WhoAmI,
+    Verify,
+}
+
+async fn handle<S, B, ResBody>(
+    layer: IamJoinLayer,
+    mut inner: S,
+    mut req: Request<B>,
+) -> Result<Response<IamJoinBody<ResBody>>, S::Error>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    let settings = &layer.settings;
+    let path = req.uri().path();
+    let endpoint = path
+        .strip_prefix(settings.prefix.as_str())
+        .and_then(|rest| match rest {
+            "/challenge" => Some(Endpoint::Challenge),
+            "/whoami" => Some(Endpoint::WhoAmI),
+            "/verify" => Some(Endpoint::Verify),
+            _ => None,
+        });
+    let public = endpoint.is_none() && path_matches(&settings.public_paths, path);
+    let require_challenge = path_matches(&settings.challenge_paths, path);
+
+    match endpoint {
+        Some(Endpoint::Challenge) => {
+            return Ok(own(if req.method() == Method::POST {
+                issue(&layer)
+            } else {
+                method_not_allowed("POST")
+            }));
+        }
+        Some(Endpoint::WhoAmI) if req.method() != Method::GET => {
+            return Ok(own(method_not_allowed("GET")));
+        }
+        _ => {}
+    }
+
+    // Read the proof and token name before stripping every x-iam-join-* header.
+    let proof = extract_proof(req.headers());
+    let token = token_name(req.headers(), settings.default_token.as_deref());
+    let peer = req
+        .extensions()
+        .get::<ClientAddr>()
+        .map(|c| c.0.ip())
+        .or_else(|| req.extensions().get::<SocketAddr>().map(SocketAddr::ip));
+    let forwarded_for = joined(req.headers(), "x-forwarded-for");
+    strip_identity_headers(req.headers_mut());
+
+    if public {
+        return inner.call(req).await.map(|r| r.map(Either::Left));
+    }
+
+    let client: Option<IpAddr> = client_ip(peer, forwarded_for.as_deref(), &settings.trusted_proxies);
+    let verified = match (proof, token) {
+        (Err(d), _) | (_, Err(d)) => Err(layer.verifier.deny_early(d)),
+        (Ok((proof, carrier)), Ok(token)) => {
+            let result = layer
+                .verifier
+                .verify(VerifyRequest {
+                    proof: &proof,
+                    token: &token,
+                    client,
+                    require_challenge,
+                })
+                .await;
+            if carrier == Carrier::Authorization {
+                req.headers_mut().remove(header::AUTHORIZATION);
+            }
+            result
+        }
+    };
+    let identity = match verified {
+        Ok(id) => id,
+        Err(denial) => return Ok(own(denial.to_response())),
+    };
+
+    match endpoint {
+        Some(Endpoint::WhoAmI) => {
+            let mut resp = json_response(StatusCode::OK, identity.to_json().to_string());
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok(own(resp))
+        }
+        Some(Endpoint::Verify) => {
+            let mut resp = Response::new(Full::new(Bytes::new()));
+            set_identity_headers(resp.headers_mut(), &identity);
+            Ok(own(resp))
+        }
+        _ => {
+            req.headers_mut().remove(PROOF_HEADER);
+            if settings.identity_headers {
+                set_identity_headers(req.headers_mut(), &identity);
+            }
+            req.extensions_mut().insert(identity);
+            inner.call(req).await.map(|r| r.map(Either::Left))
+        }
+    }
+}
+
+fn own<L>(resp: Response<Full<Bytes>>) -> Response<Either<L, Full<Bytes>>> {
+    resp.map(Either::Right)
+}
+
+fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({"error": {"code": "method_not_allowed", "message": format!("use {allow}")}});
+    let mut resp = json_response(StatusCode::METHOD_NOT_ALLOWED, body.to_string());
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp
+}
+
+fn issue(layer: &IamJoinLayer) -> Response<Full<Bytes>> {
+    let rules = &layer.verifier.rules;
+    let Some(key) = &rules.challenge_key else {
+        let body = serde_json::json!({"error": {"code": "not_found", "message": "this verifier does not issue challenges"}});
+        return json_response(StatusCode::NOT_FOUND, body.to_string());
+    };
+    let mut nonce = [0u8; 16];
+    if getrandom::fill(&mut nonce).is_err() {
+        return Denial::retry(ErrorCode::ReplayStoreUnavailable, "no randomness for a challenge", Duration::from_secs(1))
+            .to_response();
+    }
+    let challenge = issue_challenge(key, nonce, OffsetDateTime::now_utc());
+    if let Some(m) = &layer.verifier.metrics {
+        m.challenge("issued");
+    }
+    let body = serde_json::json!({
+        "challenge": challenge,
+        "header": CHALLENGE_HEADER,
+        "expires_in_seconds": rules.challenge_ttl.as_secs(),
+    });
+    let mut resp = json_response(StatusCode::OK, body.to_string());
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Carrier {
+    ProofHeader,
+    Authorization,
+}
+
+fn malformed(msg: &'static str) -> Denial {
+    VerifyError::new(ErrorCode::MalformedProof, msg).into()
+}
+
+/// `X-IAM-Join-Proof`, else `Authorization: Bearer` when it holds one of our token formats (an
+/// upstream's own bearer tokens are left alone).
+fn extract_proof(headers: &HeaderMap) -> Result<(String, Carrier), Denial> {
+    let mut proofs = headers.get_all(PROOF_HEADER).iter();
+    if let Some(v) = proofs.next() {
+        if proofs.next().is_some() {
+            return Err(malformed("send exactly one X-IAM-Join-Proof header"));
+        }
+        let v = v
+            .to_str()
+            .map_err(|_| malformed("X-IAM-Join-Proof is not ASCII"))?;
+        return Ok((v.trim().to_owned(), Carrier::ProofHeader));
+    }
+    let mut ours = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(token_from_authorization)
+        .filter(|t| t.starts_with(IAM_JOIN_V1_PREFIX) || t.starts_with(K8S_AWS_V1_PREFIX));
+    match (ours.next(), ours.next()) {
+        (Some(t), None) => Ok((t.trim().to_owned(), Carrier::Authorization)),
+        (Some(_), Some(_)) => Err(malformed("send exactly one proof")),
+        (None, _) => Err(VerifyError::new(
+            ErrorCode::MissingProof,
+            "no proof: send Authorization: Bearer <iam-join-v1 token> or X-IAM-Join-Proof",
+        )
+        .into()),
+    }
+}
+
+fn token_name(headers: &HeaderMap, default: Option<&str>) -> Result<String, Denial> {
+    let mut values = headers.get_all(TOKEN_HEADER).iter();
+    match (values.next(), values.next()) {
+        (Some(_), Some(_)) => Err(VerifyError::new(ErrorCode::UnknownToken, "send at most one X-IAM-Join-Token header").into()),
+        (Some(v), None) => match v.to_str() {
+            Ok(name) if is_token_name(name.trim()) => Ok(name.trim().to_owned()),
+            _ => Err(VerifyError::new(ErrorCode::UnknownToken, "X-IAM-Join-Token is not a valid token name").into()),
+        },
+        (None, _) => default.map(str::to_owned).ok_or_else(|| {
+            VerifyError::new(
+                ErrorCode::UnknownToken,
+                "no join token named: send X-IAM-Join-Token",
+            )
+            .into()
+        }),
+    }
+}
+
+fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
+    let parts: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(","))
+}
+
+/// Removes every incoming `x-iam-join-*` header: only this layer may set them.
+pub fn strip_identity_headers(headers: &mut HeaderMap) {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with(IDENTITY_HEADER_PREFIX))
+        .cloned()
+        .collect();
+    for n in names {
+        headers.remove(n);
+    }
+}
+
+/// Sets `x-iam-join-account`, `-arn`, `-user-id`, `-token`, `-roles`, `-region`.
+pub fn set_identity_headers(headers: &mut HeaderMap, id: &VerifiedIdentity) {
+    let roles = id.roles.join(",");
+    for (name, value) in [
+        ("x-iam-join-account", id.identity.account()),
+        ("x-iam-join-arn", id.identity.arn()),
+        ("x-iam-join-user-id", id.identity.user_id()),
+        ("x-iam-join-token", id.token.as_str()),
+        ("x-iam-join-roles", roles.as_str()),
+        ("x-iam-join-region", id.identity.region()),
+    ] {
+        if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    }
+}

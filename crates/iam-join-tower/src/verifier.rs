@@ -1,0 +1,399 @@
+//! The verification pipeline of DESIGN §4, independent of HTTP plumbing.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use iam_join_core::policy::{PolicyDenial, Subject};
+use iam_join_core::{
+    Binding, BindingKind, CallerIdentity, ErrorCode, ProofRules, SignedStsRequest, StsFailure, VerifiedIdentity,
+    VerifyError, check_proof, parse_sts_response,
+};
+use moka::future::Cache;
+use time::OffsetDateTime;
+
+use crate::cache::{CachedOutcome, SharedCache, SharedOutcome};
+use crate::error::Denial;
+use crate::metrics::Metrics;
+use crate::policy::PolicyHandle;
+use crate::ratelimit::{LimitScope, RateDecision, RateLimiterBackend};
+use crate::replay::ReplayStore;
+use crate::sts::StsClient;
+
+/// How long callers are told to wait when STS or the replay store is unavailable.
+const UNAVAILABLE_RETRY: Duration = Duration::from_secs(1);
+
+/// Runs the pipeline. Cheap to share (`Arc`); the layer holds one.
+pub struct Verifier {
+    pub(crate) rules: ProofRules,
+    pub(crate) policy: PolicyHandle,
+    pub(crate) sts: Arc<dyn StsClient>,
+    pub(crate) cache: Cache<[u8; 32], CachedOutcome>,
+    pub(crate) shared_cache: Option<Arc<dyn SharedCache>>,
+    pub(crate) negative_ttl: Duration,
+    pub(crate) limiter: Arc<dyn RateLimiterBackend>,
+    pub(crate) replay: Arc<dyn ReplayStore>,
+    pub(crate) metrics: Option<Metrics>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("audience", &self.rules.audience)
+            .field("cache_entries", &self.cache.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One proof to verify.
+#[derive(Clone, Copy, Debug)]
+pub struct VerifyRequest<'a> {
+    /// The proof token.
+    pub proof: &'a str,
+    /// The join token name.
+    pub token: &'a str,
+    /// The client address (per-client rate limit key).
+    pub client: Option<IpAddr>,
+    /// Whether this route accepts only challenge-bound proofs.
+    pub require_challenge: bool,
+}
+
+fn sts_failure_denial(f: &StsFailure) -> Denial {
+    match f {
+        StsFailure::Rejected { code } => VerifyError::new(
+            ErrorCode::StsRejected,
+            format!("STS rejected the proof ({code}); check the credentials, clock and signing"),
+        )
+        .into(),
+        StsFailure::Unavailable { reason } => Denial::retry(
+            ErrorCode::StsUnavailable,
+            format!("STS is unavailable ({reason}); retry later"),
+            UNAVAILABLE_RETRY,
+        ),
+        _ => Denial::retry(
+            ErrorCode::StsUnavailable,
+            "STS gave an answer that could not be verified; retry later",
+            UNAVAILABLE_RETRY,
+        ),
+    }
+}
+
+impl Verifier {
+    /// The token policy handle.
+    pub fn policy(&self) -> &PolicyHandle {
+        &self.policy
+    }
+
+    /// Entries in the local STS cache (approximate).
+    pub fn cache_entries(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    /// Verifies a proof end to end: local checks, binding, rate limits, cache or STS, policy.
+    /// Records the decision (one metric sample, one `tracing` event; never the proof).
+    pub async fn verify(&self, req: VerifyRequest<'_>) -> Result<VerifiedIdentity, Denial> {
+        let start = Instant::now();
+        let mut binding = None;
+        let result = self.verify_inner(req, &mut binding).await;
+        let binding = binding.map_or("none", BindingKind::as_str);
+        if let Some(m) = &self.metrics {
+            m.verify_duration(start.elapsed().as_secs_f64());
+        }
+        match &result {
+            Ok(id) => {
+                if let Some(m) = &self.metrics {
+                    m.request("admitted", "ok", binding);
+                }
+                tracing::info!(
+                    target: "iam_join::decision",
+                    outcome = "admitted",
+                    account = id.identity.account(),
+                    arn = id.identity.arn(),
+                    token = id.token.as_str(),
+                    binding,
+                    region = id.identity.region(),
+                );
+            }
+            Err(d) => self.record_denial(d, binding, Some(req.token), req.client),
+        }
+        result
+    }
+
+    /// Records a denial decided before verification started (no proof, bad token header).
+    pub fn deny_early(&self, denial: Denial) -> Denial {
+        self.record_denial(&denial, "none", None, None);
+        denial
+    }
+
+    fn record_denial(&self, d: &Denial, binding: &'static str, token: Option<&str>, client: Option<IpAddr>) {
+        if let Some(m) = &self.metrics {
+            m.request("denied", d.code().as_str(), binding);
+        }
+        tracing::info!(
+            target: "iam_join::decision",
+            outcome = "denied",
+            code = d.code().as_str(),
+            reason = d.error.message(),
+            token = token.map(printable_name),
+            binding,
+            client = client.map(|c| c.to_string()),
+        );
+    }
+
+    async fn verify_inner(
+        &self,
+        req: VerifyRequest<'_>,
+        binding_out: &mut Option<BindingKind>,
+    ) -> Result<VerifiedIdentity, Denial> {
+        let now = OffsetDateTime::now_utc();
+        let checked = check_proof(req.proof, &self.rules, now)?;
+        *binding_out = Some(checked.binding().kind());
+        if req.require_challenge && !matches!(checked.binding(), Binding::Challenge(_)) {
+            return Err(VerifyError::new(
+                ErrorCode::BindingMissing,
+                "this path needs a challenge-bound proof; get one from the challenge endpoint",
+            )
+            .into());
+        }
+        let client_key = req
+            .client
+            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        let identity = match checked.binding() {
+            Binding::Audience => self.audience_identity(&checked, &client_key).await?,
+            Binding::Challenge(claims) => {
+                self.limit(LimitScope::Client, &client_key).await?;
+                self.limit(LimitScope::StsBudget, "sts").await?;
+                let ttl = Duration::try_from(claims.expires_at() - now)
+                    .unwrap_or(Duration::ZERO)
+                    + Duration::from_secs(60);
+                match self.replay.redeem(&claims.replay_id(), ttl).await {
+                    Ok(true) => self.challenge_metric("redeemed"),
+                    Ok(false) => {
+                        self.challenge_metric("reused");
+                        return Err(VerifyError::new(
+                            ErrorCode::ChallengeReused,
+                            "this challenge was already used; request a new one",
+                        )
+                        .into());
+                    }
+                    Err(_) => {
+                        self.challenge_metric("store_unavailable");
+                        return Err(Denial::retry(
+                            ErrorCode::ReplayStoreUnavailable,
+                            "the challenge could not be recorded; retry with a new challenge",
+                            UNAVAILABLE_RETRY,
+                        ));
+                    }
+                }
+                Arc::new(
+                    self.call_sts(&checked)
+                        .await
+                        .map_err(|f| sts_failure_denial(&f))?,
+                )
+            }
+        };
+        // Never admit past the proof's own expiry, even from the cache.
+        if OffsetDateTime::now_utc() > checked.expires_at() {
+            return Err(VerifyError::new(ErrorCode::ProofExpired, "proof has expired; sign a new one").into());
+        }
+        let policy = self.policy.load();
+        let subject = Subject {
+            account: identity.account(),
+            arn: identity.arn(),
+            region: identity.region(),
+        };
+        let token = policy.authorize(req.token, &subject, now).map_err(|d| {
+            let (code, msg) = match d {
+                PolicyDenial::UnknownToken => (
+                    ErrorCode::UnknownToken,
+                    format!("no iam join token named {:?}", printable_name(req.token)),
+                ),
+                PolicyDenial::TokenExpired => (
+                    ErrorCode::TokenExpired,
+                    format!("join token {:?} has expired", printable_name(req.token)),
+                ),
+                _ => (
+                    ErrorCode::NotAllowed,
+                    format!(
+                        "identity in account {} matches no allow rule of token {:?}",
+                        identity.account(),
+                        printable_name(req.token)
+                    ),
+                ),
+            };
+            Denial::from(VerifyError::new(code, msg))
+        })?;
+        self.limit(LimitScope::Account, identity.account()).await?;
+        Ok(VerifiedIdentity {
+            identity: (*identity).clone(),
+            token: token.name().to_owned(),
+            roles: token.roles().iter().map(|r| r.as_str().to_owned()).collect(),
+            binding: checked.binding().kind(),
+            expires_at: checked.expires_at(),
+        })
+    }
+
+    fn challenge_metric(&self, result: &'static str) {
+        if let Some(m) = &self.metrics {
+            m.challenge(result);
+        }
+    }
+
+    async fn limit(&self, scope: LimitScope, key: &str) -> Result<(), Denial> {
+        match self.limiter.check(scope, key).await {
+            RateDecision::Allow => Ok(()),
+            RateDecision::Limited(wait) => {
+                if let Some(m) = &self.metrics {
+                    m.rate_limited(scope.as_str(), false);
+                }
+                Err(Denial::retry(
+                    ErrorCode::RateLimited,
+                    format!("too many requests ({} limit); retry later", scope.as_str()),
+                    wait,
+                ))
+            }
+            RateDecision::Unavailable => {
+                if let Some(m) = &self.metrics {
+                    m.rate_limited(scope.as_str(), true);
+                }
+                tracing::warn!(scope = scope.as_str(), "rate limit backend unavailable; failing open");
+                Ok(())
+            }
+        }
+    }
+
+    async fn audience_identity(
+        &self,
+        checked: &SignedStsRequest,
+        client_key: &str,
+    ) -> Result<Arc<CallerIdentity>, Denial> {
+        let key = checked.cache_key();
+        let outcome = match self.cache.get(&key).await {
+            Some(hit) => {
+                self.cache_metric("hit");
+                hit
+            }
+            None => {
+                self.limit(LimitScope::Client, client_key).await?;
+                let ran = AtomicBool::new(false);
+                let result = self
+                    .cache
+                    .try_get_with(key, async {
+                        ran.store(true, Ordering::Relaxed);
+                        self.fetch_outcome(checked).await
+                    })
+                    .await;
+                self.cache_metric(if ran.load(Ordering::Relaxed) {
+                    "miss"
+                } else {
+                    "coalesced"
+                });
+                result.map_err(|e| (*e).clone())?
+            }
+        };
+        match outcome {
+            CachedOutcome::Identity { identity, .. } => Ok(identity),
+            CachedOutcome::Rejected { code, .. } => Err(sts_failure_denial(&StsFailure::Rejected {
+                code: code.to_string(),
+            })),
+        }
+    }
+
+    /// A cache miss: shared second level, then the STS budget and STS itself.
+    async fn fetch_outcome(&self, checked: &SignedStsRequest) -> Result<CachedOutcome, Denial> {
+        let shared_key = self.shared_cache.as_ref().map(|_| hex::encode(checked.cache_key()));
+        if let (Some(shared), Some(k)) = (&self.shared_cache, &shared_key) {
+            if let Some(found) = shared.get(k).await {
+                if let Some(outcome) = self.from_shared(found, checked) {
+                    return Ok(outcome);
+                }
+            }
+        }
+        self.limit(LimitScope::StsBudget, "sts").await?;
+        let (outcome, shared) = match self.call_sts(checked).await {
+            Ok(identity) => {
+                let shared = SharedOutcome::Identity(iam_join_core::StsAnswer {
+                    account: identity.account().to_owned(),
+                    arn: identity.arn().to_owned(),
+                    user_id: identity.user_id().to_owned(),
+                });
+                (
+                    CachedOutcome::Identity {
+                        identity: Arc::new(identity),
+                        expires_at: checked.expires_at(),
+                    },
+                    shared,
+                )
+            }
+            Err(StsFailure::Rejected { code }) => (
+                CachedOutcome::Rejected {
+                    code: Arc::from(code.as_str()),
+                    ttl: self.negative_ttl,
+                },
+                SharedOutcome::Rejected(code),
+            ),
+            Err(other) => return Err(sts_failure_denial(&other)),
+        };
+        if let (Some(cache), Some(k)) = (&self.shared_cache, &shared_key) {
+            let ttl = outcome.ttl(OffsetDateTime::now_utc());
+            if !ttl.is_zero() {
+                cache.put(k, &shared, ttl).await;
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn from_shared(&self, found: SharedOutcome, checked: &SignedStsRequest) -> Option<CachedOutcome> {
+        match found {
+            SharedOutcome::Identity(answer) => CallerIdentity::from_answer(answer, checked.host())
+                .ok()
+                .map(|identity| CachedOutcome::Identity {
+                    identity: Arc::new(identity),
+                    expires_at: checked.expires_at(),
+                }),
+            SharedOutcome::Rejected(code) => Some(CachedOutcome::Rejected {
+                code: Arc::from(code.as_str()),
+                ttl: self.negative_ttl,
+            }),
+        }
+    }
+
+    fn cache_metric(&self, result: &'static str) {
+        if let Some(m) = &self.metrics {
+            m.cache_lookup(result);
+        }
+    }
+
+    async fn call_sts(&self, checked: &SignedStsRequest) -> Result<CallerIdentity, StsFailure> {
+        let start = Instant::now();
+        let answer = self.sts.send(checked).await;
+        let secs = start.elapsed().as_secs_f64();
+        let region = checked.region();
+        match answer {
+            Err(e) => {
+                if let Some(m) = &self.metrics {
+                    m.sts_call(region, "error".to_owned(), secs);
+                }
+                tracing::warn!(region, error = %e, "STS call failed");
+                Err(StsFailure::Unavailable { reason: e.0 })
+            }
+            Ok(resp) => {
+                if let Some(m) = &self.metrics {
+                    m.sts_call(region, resp.status.to_string(), secs);
+                }
+                parse_sts_response(
+                    resp.status,
+                    resp.content_type.as_deref(),
+                    &resp.body,
+                    checked.host(),
+                )
+            }
+        }
+    }
+}
+
+/// Token names come from a client header: print them bounded.
+fn printable_name(s: &str) -> String {
+    s.chars().take(64).filter(|c| !c.is_control()).collect()
+}
