@@ -8,12 +8,16 @@ use aws_credential_types::provider::ProvideCredentials;
 use crate::ClientError;
 
 /// The sources of the default chain, in order, with what sets each up. Shown when none worked.
-const SOURCES_TRIED: &str = "\
-  1. environment: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN)
-  2. shared files: ~/.aws/credentials and ~/.aws/config (or AWS_SHARED_CREDENTIALS_FILE / AWS_CONFIG_FILE), profile from --profile or AWS_PROFILE, else [default]
-  3. web identity (EKS IRSA): AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN
-  4. container credentials (ECS task role, EKS Pod Identity): AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or AWS_CONTAINER_CREDENTIALS_FULL_URI
-  5. EC2 instance metadata (IMDSv2): an instance profile on this instance, unless AWS_EC2_METADATA_DISABLED=true";
+const SOURCES_TRIED: &[&str] = &[
+    "1. environment: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN)",
+    "2. shared files: ~/.aws/credentials and ~/.aws/config (or AWS_SHARED_CREDENTIALS_FILE / \
+     AWS_CONFIG_FILE), profile from --profile or AWS_PROFILE, else [default]",
+    "3. web identity (EKS IRSA): AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN",
+    "4. container credentials (ECS task role, EKS Pod Identity): \
+     AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "5. EC2 instance metadata (IMDSv2): an instance profile on this instance (not with \
+     AWS_EC2_METADATA_DISABLED=true)",
+];
 
 /// Loads AWS credentials and the region, as the AWS CLI and SDKs do.
 ///
@@ -79,10 +83,11 @@ pub async fn load_credentials(
                 error_chain(&err)
             ),
             None => format!(
-                "no AWS credentials found: {}\nTried, in order:\n{SOURCES_TRIED}\nSet up one of \
-                 them (e.g. `aws configure`, export AWS_PROFILE, or attach an instance profile) \
-                 and try again; --verbose shows what each source said.",
-                error_chain(&err)
+                "no AWS credentials found ({}).\nThe sources, in the order they are tried:\n  {}\n\
+                 Set up one of them (e.g. `aws configure`, export AWS_PROFILE, or attach an \
+                 instance profile) and try again.",
+                error_chain(&err),
+                SOURCES_TRIED.join("\n  ")
             ),
         })),
     }

@@ -249,7 +249,10 @@ mod tests {
         let host = |r| sts_endpoint(r, false).unwrap().host().to_owned();
         assert_eq!(host("us-west-2"), "sts.us-west-2.amazonaws.com");
         assert_eq!(host("eu-central-2"), "sts.eu-central-2.amazonaws.com");
-        assert_eq!(host("cn-northwest-1"), "sts.cn-northwest-1.amazonaws.com.cn");
+        assert_eq!(
+            host("cn-northwest-1"),
+            "sts.cn-northwest-1.amazonaws.com.cn"
+        );
         assert_eq!(host("us-gov-west-1"), "sts.us-gov-west-1.amazonaws.com");
         assert_eq!(host("us-iso-east-1"), "sts.us-iso-east-1.c2s.ic.gov");
         assert_eq!(host("us-isob-east-1"), "sts.us-isob-east-1.sc2s.sgov.gov");
@@ -318,7 +321,10 @@ mod tests {
             "sts.amazonaws.com/x",
             "localhost",
         ] {
-            assert!(StsEndpoint::custom(h, "us-east-1").is_err(), "{h:?} accepted");
+            assert!(
+                StsEndpoint::custom(h, "us-east-1").is_err(),
+                "{h:?} accepted"
+            );
         }
     }
 }

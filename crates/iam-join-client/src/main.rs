@@ -3,8 +3,10 @@
 //! Run `iam-join --help` and `iam-join <command> --help` for usage.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+// The doc comments on the clap types are `--help` text, not rustdoc.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags, rustdoc::bare_urls)]
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -74,14 +76,18 @@ enum Command {
     Token(TokenArgs),
 
     /// Print an EKS-style `k8s-aws-v1.` token, as `aws eks get-token` does.
-    #[command(name = "k8s-token", long_about = "Print a `k8s-aws-v1.` token on stdout: a \
+    #[command(
+        name = "k8s-token",
+        long_about = "Print a `k8s-aws-v1.` token on stdout: a \
         GetCallerIdentity URL presigned for 60 seconds with x-k8s-aws-id: <cluster-id> signed, \
         exactly as `aws eks get-token --cluster-name <cluster-id>` prints it (the token only, \
-        not the ExecCredential JSON). Verifiers bind these by the cluster ID.")]
+        not the ExecCredential JSON). Verifiers bind these by the cluster ID."
+    )]
     K8sToken(K8sTokenArgs),
 
     /// Make a proof, have a verifier check it, and print the identity it proved.
-    #[command(long_about = "Make a proof, send it to a verifier's GET {prefix}/whoami, and print \
+    #[command(
+        long_about = "Make a proof, send it to a verifier's GET {prefix}/whoami, and print \
         the AWS identity, join token and roles the verifier proved: the iam-join twin of \
         `aws sts get-caller-identity`, for checking a setup end to end.\n\n\
         The verifier is --proxy URL or, with --config, https://<teleport.proxy_server>. With \
@@ -90,7 +96,8 @@ enum Command {
         IAM_JOIN_AUDIENCE), which must equal the verifier's configured audience. There is no \
         default audience: a proof bound to the wrong audience would only be refused.\n\n\
         Prints `key: value` lines, or the verifier's JSON with --json. A refusal prints the \
-        verifier's error code and message and exits 1.")]
+        verifier's error code and message and exits 1."
+    )]
     Whoami(WhoamiArgs),
 }
 
@@ -230,6 +237,7 @@ struct WhoamiArgs {
 enum Failure {
     Client(ClientError),
     Usage(String),
+    Output(std::io::Error),
 }
 
 impl From<ClientError> for Failure {
@@ -244,15 +252,18 @@ async fn main() -> ExitCode {
     init_logging(cli.verbose);
     let result = match &cli.command {
         Command::Token(args) => token(args).await,
-        Command::K8sToken(args) => {
-            k8s(&args.aws, &args.cluster_id).await
-        }
+        Command::K8sToken(args) => k8s(&args.aws, &args.cluster_id).await,
         Command::Whoami(args) => whoami(args, cli.config.as_deref()).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Client(e)) => {
             eprintln!("iam-join: error: {e}");
+            ExitCode::FAILURE
+        }
+        Err(Failure::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::FAILURE,
+        Err(Failure::Output(e)) => {
+            eprintln!("iam-join: error: cannot write to stdout: {e}");
             ExitCode::FAILURE
         }
         Err(Failure::Usage(message)) => {
@@ -273,6 +284,7 @@ fn init_logging(verbose: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(verbose)
         .try_init();
 }
@@ -317,7 +329,8 @@ async fn whoami(args: &WhoamiArgs, config: Option<&std::path::Path>) -> Result<(
         .or_else(|| teleport.as_ref().map(|c| c.proxy_url.clone()))
         .ok_or_else(|| {
             Failure::Usage(
-                "no verifier: pass --proxy https://<host> or --config /etc/teleport.yaml".to_owned(),
+                "no verifier: pass --proxy https://<host> or --config /etc/teleport.yaml"
+                    .to_owned(),
             )
         })?;
     let token_name = args
@@ -344,7 +357,9 @@ async fn whoami(args: &WhoamiArgs, config: Option<&std::path::Path>) -> Result<(
         Some(a) => Binding::Audience(a),
         None => verifier.fetch_challenge().await?.binding()?,
     };
-    let proof = ProofBuilder::new(endpoint, binding).form(form).build(&creds)?;
+    let proof = ProofBuilder::new(endpoint, binding)
+        .form(form)
+        .build(&creds)?;
     let me = verifier.whoami(&proof, token_name.as_deref()).await?;
     if args.json {
         let text = serde_json::to_string_pretty(&me.raw).unwrap_or_default();
@@ -364,7 +379,9 @@ fn audience_from_env() -> Result<String, Failure> {
     }
 }
 
-async fn credentials_and_endpoint(aws: &AwsArgs) -> Result<(aws_credential_types::Credentials, StsEndpoint), Failure> {
+async fn credentials_and_endpoint(
+    aws: &AwsArgs,
+) -> Result<(aws_credential_types::Credentials, StsEndpoint), Failure> {
     let (creds, loaded_region) = load_credentials(aws.profile.as_deref()).await?;
     let region = region_or_default(aws.region.as_deref(), loaded_region.as_deref());
     let endpoint = sts_endpoint(&region, aws.fips)?;
@@ -414,5 +431,5 @@ fn print_line(text: &str) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{text}")
         .and_then(|()| out.flush())
-        .map_err(|e| Failure::Usage(format!("cannot write to stdout: {e}")))
+        .map_err(Failure::Output)
 }

@@ -10,9 +10,9 @@ use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+use crate::ClientError;
 use crate::endpoint::{StsEndpoint, sts_endpoint, truncate};
 use crate::wire::{SignedStsRequest, encode_k8s_token};
-use crate::ClientError;
 
 /// Header that carries an audience binding (reusable proofs).
 pub const AUDIENCE_HEADER: &str = "x-iam-join-audience";
@@ -246,13 +246,13 @@ fn sign_post(
         unsigned.iter().copied(),
         SignableBody::Bytes(GET_CALLER_IDENTITY_QUERY.as_bytes()),
     )
-    .map_err(signing_error)?;
+    .map_err(|e| signing_error(&e))?;
     let identity: Identity = creds.clone().into();
     let mut settings = SigningSettings::default();
     settings.signature_location = SignatureLocation::Headers;
     let params = signing_params(&identity, endpoint, time, settings)?;
     let (instructions, _signature) = sign(signable, &params)
-        .map_err(signing_error)?
+        .map_err(|e| signing_error(&e))?
         .into_parts();
     let (signed_headers, _) = instructions.into_parts();
 
@@ -307,14 +307,14 @@ fn presign(
         std::iter::once(header),
         SignableBody::Bytes(&[]),
     )
-    .map_err(signing_error)?;
+    .map_err(|e| signing_error(&e))?;
     let identity: Identity = creds.clone().into();
     let mut settings = SigningSettings::default();
     settings.signature_location = SignatureLocation::QueryParams;
     settings.expires_in = Some(expires_in);
     let params = signing_params(&identity, endpoint, time, settings)?;
     let (instructions, signature) = sign(signable, &params)
-        .map_err(signing_error)?
+        .map_err(|e| signing_error(&e))?
         .into_parts();
     let (_, query) = instructions.into_parts();
 
@@ -350,7 +350,7 @@ fn signing_params<'a>(
         .into())
 }
 
-fn signing_error(e: aws_sigv4::http_request::SigningError) -> ClientError {
+fn signing_error(e: &aws_sigv4::http_request::SigningError) -> ClientError {
     // SigningError's message names the problem (e.g. an invalid header value), never the value.
     ClientError::Signing(e.to_string())
 }
@@ -369,13 +369,13 @@ fn validate_credentials(creds: &Credentials) -> Result<(), ClientError> {
             "the secret access key is empty",
         ));
     }
-    if let Some(token) = creds.session_token() {
-        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ClientError::invalid(
-                "credentials",
-                "the session token is empty or has characters not allowed in an HTTP header",
-            ));
-        }
+    if let Some(token) = creds.session_token()
+        && (token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(ClientError::invalid(
+            "credentials",
+            "the session token is empty or has characters not allowed in an HTTP header",
+        ));
     }
     Ok(())
 }
@@ -483,7 +483,10 @@ mod tests {
         assert!(req.body.is_empty());
         assert_eq!(req.headers, [("x-iam-join-audience".into(), "aud".into())]);
         let query = req.url.split_once('?').unwrap().1;
-        let names: Vec<&str> = query.split('&').map(|kv| kv.split('=').next().unwrap()).collect();
+        let names: Vec<&str> = query
+            .split('&')
+            .map(|kv| kv.split('=').next().unwrap())
+            .collect();
         assert_eq!(
             names,
             [
@@ -512,7 +515,10 @@ mod tests {
                     expires_in: Duration::from_secs(secs),
                 })
                 .sign(&creds(None));
-            assert!(matches!(err, Err(ClientError::InvalidInput { what: "expiry", .. })));
+            assert!(matches!(
+                err,
+                Err(ClientError::InvalidInput { what: "expiry", .. })
+            ));
         }
         let fractional = builder(Binding::Audience("a".into()))
             .form(SigningForm::PresignedGet {
@@ -525,18 +531,27 @@ mod tests {
     #[test]
     fn same_inputs_sign_the_same_proof() {
         let b = builder(Binding::Audience("aud".into()));
-        assert_eq!(b.build(&creds(None)).unwrap(), b.build(&creds(None)).unwrap());
+        assert_eq!(
+            b.build(&creds(None)).unwrap(),
+            b.build(&creds(None)).unwrap()
+        );
     }
 
     #[test]
     fn unusable_binding_values_are_rejected() {
         for v in ["", " a", "a ", "a  b", "a\nb", "é", &"x".repeat(5000)] {
             assert!(
-                builder(Binding::Audience(v.into())).sign(&creds(None)).is_err(),
+                builder(Binding::Audience(v.into()))
+                    .sign(&creds(None))
+                    .is_err(),
                 "{v:?} accepted"
             );
         }
-        assert!(builder(Binding::Audience("a b".into())).sign(&creds(None)).is_ok());
+        assert!(
+            builder(Binding::Audience("a b".into()))
+                .sign(&creds(None))
+                .is_ok()
+        );
     }
 
     #[test]
@@ -557,9 +572,19 @@ mod tests {
     #[test]
     fn times_outside_the_x_amz_date_range_are_rejected() {
         let early = UNIX_EPOCH - Duration::from_secs(1);
-        assert!(builder(Binding::Audience("a".into())).time(early).sign(&creds(None)).is_err());
+        assert!(
+            builder(Binding::Audience("a".into()))
+                .time(early)
+                .sign(&creds(None))
+                .is_err()
+        );
         let late = UNIX_EPOCH + Duration::from_secs(300_000_000_000);
-        assert!(builder(Binding::Audience("a".into())).time(late).sign(&creds(None)).is_err());
+        assert!(
+            builder(Binding::Audience("a".into()))
+                .time(late)
+                .sign(&creds(None))
+                .is_err()
+        );
     }
 
     #[test]
@@ -572,6 +597,8 @@ mod tests {
             "https://sts.eu-west-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F"
         ));
         assert!(url.contains("%2Feu-west-1%2Fsts%2Faws4_request&X-Amz-Date="));
-        assert!(url.contains("&X-Amz-Expires=60&X-Amz-SignedHeaders=host%3Bx-k8s-aws-id&X-Amz-Signature="));
+        assert!(url.contains(
+            "&X-Amz-Expires=60&X-Amz-SignedHeaders=host%3Bx-k8s-aws-id&X-Amz-Signature="
+        ));
     }
 }

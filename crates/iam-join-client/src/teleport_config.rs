@@ -31,7 +31,10 @@ impl TeleportAgentConfig {
             message: format!("cannot read it: {e}"),
         })?;
         Self::from_yaml(&text).map_err(|e| match e {
-            ClientError::TeleportConfig { path: None, message } => ClientError::TeleportConfig {
+            ClientError::TeleportConfig {
+                path: None,
+                message,
+            } => ClientError::TeleportConfig {
                 path: Some(path.to_owned()),
                 message,
             },
@@ -59,8 +62,8 @@ impl TeleportAgentConfig {
             path: None,
             message,
         };
-        let root: Value = serde_norway::from_str(text)
-            .map_err(|e| fail(format!("not valid YAML: {e}")))?;
+        let root: Value =
+            serde_norway::from_str(text).map_err(|e| fail(format!("not valid YAML: {e}")))?;
         let teleport = root
             .get("teleport")
             .filter(|v| v.is_mapping())
@@ -164,7 +167,10 @@ mod tests {
     fn missing_pieces_get_clear_errors() {
         let cases = [
             ("ssh_service: {enabled: yes}\n", "no `teleport:` section"),
-            ("teleport: {proxy_server: p:443}\n", "no teleport.join_params"),
+            (
+                "teleport: {proxy_server: p:443}\n",
+                "no teleport.join_params",
+            ),
             (
                 "teleport:\n  join_params: {token_name: t}\n  proxy_server: p:443\n",
                 "method is not set",
@@ -180,7 +186,9 @@ mod tests {
             ("teleport: [\n", "not valid YAML"),
         ];
         for (yaml, expected) in cases {
-            let err = TeleportAgentConfig::from_yaml(yaml).unwrap_err().to_string();
+            let err = TeleportAgentConfig::from_yaml(yaml)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(expected), "{yaml:?}: {err}");
         }
     }

@@ -88,7 +88,11 @@ impl WhoAmI {
         let roles = match value.get("roles") {
             Some(serde_json::Value::Array(items)) => items
                 .iter()
-                .map(|r| r.as_str().map(str::to_owned).unwrap_or_else(|| r.to_string()))
+                .map(|r| {
+                    r.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| r.to_string())
+                })
                 .collect(),
             Some(serde_json::Value::String(s)) => s.split(',').map(str::to_owned).collect(),
             _ => Vec::new(),
@@ -229,10 +233,15 @@ impl VerifierClient {
     ) -> Result<WhoAmI, ClientError> {
         let url = self.endpoint_url("whoami");
         let mut bearer = HeaderValue::try_from(format!("Bearer {proof_token}")).map_err(|_| {
-            ClientError::invalid("proof token", "has characters not allowed in an HTTP header")
+            ClientError::invalid(
+                "proof token",
+                "has characters not allowed in an HTTP header",
+            )
         })?;
         bearer.set_sensitive(true);
-        let mut builder = self.request(Method::GET, &url)?.header(AUTHORIZATION, bearer);
+        let mut builder = self
+            .request(Method::GET, &url)?
+            .header(AUTHORIZATION, bearer);
         if let Some(name) = token_name {
             let value = HeaderValue::try_from(name).map_err(|_| {
                 ClientError::invalid("token name", "has characters not allowed in an HTTP header")
@@ -265,18 +274,19 @@ impl VerifierClient {
             .method(method)
             .uri(url)
             .header(ACCEPT, "application/json")
-            .header(
-                USER_AGENT,
-                concat!("iam-join/", env!("CARGO_PKG_VERSION")),
-            ))
+            .header(USER_AGENT, concat!("iam-join/", env!("CARGO_PKG_VERSION"))))
     }
 
     async fn send(&self, url: &str, request: Request<Full<Bytes>>) -> Result<Bytes, ClientError> {
         let exchange = async {
-            let response = self.http.request(request).await.map_err(|e| ClientError::Http {
-                url: url.to_owned(),
-                reason: error_chain(&e),
-            })?;
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| ClientError::Http {
+                    url: url.to_owned(),
+                    reason: error_chain(&e),
+                })?;
             let status = response.status();
             let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
@@ -345,7 +355,11 @@ fn parse_base(base_url: &str) -> Result<Base, ClientError> {
         .map_err(|_| invalid("is not a URL like https://proxy.example.com"))?;
     match uri.scheme_str() {
         Some("https" | "http") => {}
-        _ => return Err(invalid("must start with https:// (or http:// for loopback)")),
+        _ => {
+            return Err(invalid(
+                "must start with https:// (or http:// for loopback)",
+            ));
+        }
     }
     let authority = uri.authority().ok_or_else(|| invalid("has no host"))?;
     if authority.as_str().contains('@') {
@@ -354,7 +368,10 @@ fn parse_base(base_url: &str) -> Result<Base, ClientError> {
     if uri.query().is_some() || trimmed.contains('#') {
         return Err(invalid("must not have a query or fragment"));
     }
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let loopback = host.eq_ignore_ascii_case("localhost")
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     Ok(Base {

@@ -198,7 +198,10 @@ fn header_pairs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, S
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("an object of string header values")
         }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
             let mut out = Vec::new();
             while let Some((k, v)) = map.next_entry::<String, String>()? {
                 out.push((k, v));
@@ -216,8 +219,9 @@ mod tests {
     fn sample() -> SignedStsRequest {
         SignedStsRequest {
             method: "GET".into(),
-            url: "https://sts.us-east-1.amazonaws.com/?Action=GetCallerIdentity&X-Amz-Signature=abc"
-                .into(),
+            url:
+                "https://sts.us-east-1.amazonaws.com/?Action=GetCallerIdentity&X-Amz-Signature=abc"
+                    .into(),
             headers: vec![("x-iam-join-audience".into(), "a".into())],
             body: String::new(),
         }
@@ -245,7 +249,8 @@ mod tests {
     #[test]
     fn decoding_rejects_duplicate_headers_and_extra_fields() {
         let enc = |s: &str| format!("{PROOF_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(s));
-        let dup = enc(r#"{"method":"POST","url":"https://x/","headers":{"a":"1","A":"2"},"body":""}"#);
+        let dup =
+            enc(r#"{"method":"POST","url":"https://x/","headers":{"a":"1","A":"2"},"body":""}"#);
         assert!(SignedStsRequest::from_token(&dup).is_err());
         let extra = enc(r#"{"method":"POST","url":"https://x/","headers":{},"body":"","x":1}"#);
         assert!(SignedStsRequest::from_token(&extra).is_err());
@@ -255,7 +260,8 @@ mod tests {
     #[test]
     fn debug_output_hides_signature_and_header_values() {
         let mut req = sample();
-        req.headers.push(("x-amz-security-token".into(), "SECRET-TOKEN".into()));
+        req.headers
+            .push(("x-amz-security-token".into(), "SECRET-TOKEN".into()));
         let dbg = format!("{req:?}");
         assert!(!dbg.contains("abc"));
         assert!(!dbg.contains("SECRET-TOKEN"));

@@ -48,6 +48,8 @@ pub mod replay;
 pub mod service;
 pub mod sts;
 pub mod verifier;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 pub use error::{BuildError, Denial};
 pub use layer::{DEFAULT_PREFIX, IamJoinLayer, IamJoinLayerBuilder};
