@@ -27,7 +27,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client: Client<_, Incoming> = Client::builder(TokioExecutor::new()).build_http();
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-    println!("listening on http://{} -> {upstream}", listener.local_addr()?);
+    println!(
+        "listening on http://{} -> {upstream}",
+        listener.local_addr()?
+    );
     loop {
         let (stream, peer) = listener.accept().await?;
         let (client, upstream, layer) = (client.clone(), upstream.clone(), layer.clone());

@@ -132,7 +132,9 @@ pub fn verify_challenge(
     let ttl = time::Duration::try_from(ttl).unwrap_or(time::Duration::MAX);
     let expires_at = issued_at.saturating_add(ttl);
     if issued_at > now + time::Duration::seconds(MAX_ISSUE_SKEW_SECS) {
-        return Err(invalid("challenge is dated in the future; check the verifier clocks"));
+        return Err(invalid(
+            "challenge is dated in the future; check the verifier clocks",
+        ));
     }
     if now > expires_at {
         return Err(invalid("challenge has expired; request a new one"));

@@ -259,9 +259,9 @@ pub fn check_request(
                     format!("body must be exactly {GET_CALLER_IDENTITY_BODY:?}"),
                 ));
             }
-            let header = raw.header("authorization").ok_or_else(|| {
-                malformed("a signed POST proof needs an authorization header")
-            })?;
+            let header = raw
+                .header("authorization")
+                .ok_or_else(|| malformed("a signed POST proof needs an authorization header"))?;
             let mut auth = parse_authorization(header)?;
             auth.date = raw
                 .header("x-amz-date")
@@ -309,8 +309,8 @@ pub fn check_request(
     }
     let max_age = time::Duration::try_from(rules.max_age.min(Duration::from_secs(15 * 60)))
         .unwrap_or(time::Duration::minutes(15));
-    let skew = time::Duration::try_from(rules.max_future_skew)
-        .unwrap_or(time::Duration::minutes(5));
+    let skew =
+        time::Duration::try_from(rules.max_future_skew).unwrap_or(time::Duration::minutes(5));
     if signed_at > now + skew {
         return Err(VerifyError::new(
             ErrorCode::ProofExpired,
@@ -388,7 +388,9 @@ pub fn check_request(
                 if given != expected {
                     return Err(VerifyError::new(
                         ErrorCode::AudienceMismatch,
-                        format!("proof is bound to another audience; this verifier's audience is {expected:?}"),
+                        format!(
+                            "proof is bound to another audience; this verifier's audience is {expected:?}"
+                        ),
                     ));
                 }
             }
@@ -405,7 +407,9 @@ pub fn check_request(
             binding_value.clone()
         } else {
             raw.header(name)
-                .ok_or_else(|| malformed(format!("signed header {name} is missing from the proof")))?
+                .ok_or_else(|| {
+                    malformed(format!("signed header {name} is missing from the proof"))
+                })?
                 .to_owned()
         };
         headers.push((name.clone(), value));
@@ -546,8 +550,7 @@ fn parse_authorization(header: &str) -> Result<AuthParams, VerifyError> {
             )));
         }
     }
-    let (Some(credential), Some(signed), Some(signature)) = (credential, signed, signature)
-    else {
+    let (Some(credential), Some(signed), Some(signature)) = (credential, signed, signature) else {
         return Err(malformed(
             "authorization header needs Credential, SignedHeaders and Signature",
         ));
@@ -631,17 +634,16 @@ fn parse_presigned_query(query: &str) -> Result<AuthParams, VerifyError> {
     }
     check_signature(need("X-Amz-Signature")?)?;
     let expires = need("X-Amz-Expires")?;
-    let expires_secs = (!expires.is_empty()
-        && expires.len() <= 3
-        && expires.bytes().all(|b| b.is_ascii_digit()))
-    .then(|| expires.parse::<u64>().ok())
-    .flatten()
-    .filter(|s| (1..=MAX_PRESIGN_EXPIRES_SECS).contains(s))
-    .ok_or_else(|| {
-        malformed(format!(
-            "X-Amz-Expires must be an integer from 1 to {MAX_PRESIGN_EXPIRES_SECS}"
-        ))
-    })?;
+    let expires_secs =
+        (!expires.is_empty() && expires.len() <= 3 && expires.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| expires.parse::<u64>().ok())
+            .flatten()
+            .filter(|s| (1..=MAX_PRESIGN_EXPIRES_SECS).contains(s))
+            .ok_or_else(|| {
+                malformed(format!(
+                    "X-Amz-Expires must be an integer from 1 to {MAX_PRESIGN_EXPIRES_SECS}"
+                ))
+            })?;
     Ok(AuthParams {
         credential: need("X-Amz-Credential")?.to_owned(),
         signed_headers: parse_signed_headers(need("X-Amz-SignedHeaders")?)?,
@@ -655,9 +657,8 @@ fn percent_decode_strict(s: &str) -> Result<String, VerifyError> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let ok = i + 2 < b.len()
-                && b[i + 1].is_ascii_hexdigit()
-                && b[i + 2].is_ascii_hexdigit();
+            let ok =
+                i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit();
             if !ok {
                 return Err(malformed("bad percent-encoding in the query"));
             }
@@ -689,7 +690,9 @@ fn parse_credential(credential: &str) -> Result<CredentialScope, VerifyError> {
         ));
     };
     if !(16..=128).contains(&key.len())
-        || !key.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
     {
         return Err(malformed("credential access key id is not well formed"));
     }

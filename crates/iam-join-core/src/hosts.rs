@@ -157,7 +157,9 @@ impl fmt::Display for StsHost {
 
 /// A region name given in configuration was not plausible.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid region name {0:?}: expected lowercase letters, digits and dashes like \"eu-west-4\"")]
+#[error(
+    "invalid region name {0:?}: expected lowercase letters, digits and dashes like \"eu-west-4\""
+)]
 pub struct InvalidRegion(pub String);
 
 /// Why a host is not allowed.
@@ -353,7 +355,9 @@ mod tests {
     fn iso_hosts_are_allowed() {
         let l = list();
         assert_eq!(
-            l.resolve("sts.us-iso-east-1.c2s.ic.gov").unwrap().partition(),
+            l.resolve("sts.us-iso-east-1.c2s.ic.gov")
+                .unwrap()
+                .partition(),
             Partition::AwsIso
         );
         assert_eq!(

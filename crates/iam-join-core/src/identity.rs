@@ -84,14 +84,22 @@ impl CallerIdentity {
             return Err(InconsistentAnswer("Arn is not printable"));
         }
         let mut parts = answer.arn.splitn(6, ':');
-        let (Some("arn"), Some(partition), Some(service), Some(region), Some(account), Some(resource)) = (
+        let (
+            Some("arn"),
+            Some(partition),
+            Some(service),
+            Some(region),
+            Some(account),
+            Some(resource),
+        ) = (
             parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
-        ) else {
+        )
+        else {
             return Err(InconsistentAnswer("Arn is not an ARN"));
         };
         if partition != host.partition().as_str() {
@@ -250,10 +258,22 @@ mod tests {
     fn user_root_role_and_federated_user_are_recognised() {
         let h = host("sts.amazonaws.com");
         let cases = [
-            ("arn:aws:iam::111111111111:user/dev/alice", PrincipalType::User, "alice"),
-            ("arn:aws:iam::111111111111:root", PrincipalType::Root, "root"),
+            (
+                "arn:aws:iam::111111111111:user/dev/alice",
+                PrincipalType::User,
+                "alice",
+            ),
+            (
+                "arn:aws:iam::111111111111:root",
+                PrincipalType::Root,
+                "root",
+            ),
             ("arn:aws:iam::111111111111:role/r", PrincipalType::Role, "r"),
-            ("arn:aws:sts::111111111111:federated-user/bob", PrincipalType::FederatedUser, "bob"),
+            (
+                "arn:aws:sts::111111111111:federated-user/bob",
+                PrincipalType::FederatedUser,
+                "bob",
+            ),
         ];
         for (arn, ty, name) in cases {
             let id = CallerIdentity::from_answer(answer("111111111111", arn), &h).unwrap();

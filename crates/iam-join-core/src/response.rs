@@ -163,7 +163,11 @@ trait ClassifyName {
 impl ClassifyName for serde_json::Error {
     fn classify_name(&self) -> String {
         // The message may quote answer content; keep only where it failed.
-        format!("not the GetCallerIdentity shape (line {}, column {})", self.line(), self.column())
+        format!(
+            "not the GetCallerIdentity shape (line {}, column {})",
+            self.line(),
+            self.column()
+        )
     }
 }
 
@@ -203,7 +207,9 @@ fn parse_xml_answer(body: &[u8]) -> Result<StsAnswer, StsFailure> {
             (_, Event::Eof) => break,
             (XmlState::BeforeRoot, Event::Decl(_)) | (_, Event::Comment(_)) => {}
             (_, Event::DocType(_) | Event::PI(_) | Event::CData(_) | Event::Decl(_)) => {
-                return Err(invalid("XML answer has a DOCTYPE, CDATA or processing instruction"));
+                return Err(invalid(
+                    "XML answer has a DOCTYPE, CDATA or processing instruction",
+                ));
             }
             (XmlState::BeforeRoot, Event::Start(e)) => {
                 if e.name().as_ref() != "GetCallerIdentityResponse" {
@@ -227,7 +233,11 @@ fn parse_xml_answer(body: &[u8]) -> Result<StsAnswer, StsFailure> {
                         seen_metadata = true;
                         state = XmlState::InMetadata(0);
                     }
-                    _ => return Err(invalid("unexpected or repeated element in GetCallerIdentityResponse")),
+                    _ => {
+                        return Err(invalid(
+                            "unexpected or repeated element in GetCallerIdentityResponse",
+                        ));
+                    }
                 }
             }
             (XmlState::InResult, Event::Start(e)) if e.attributes_raw().trim().is_empty() => {
@@ -267,7 +277,9 @@ fn parse_xml_answer(body: &[u8]) -> Result<StsAnswer, StsFailure> {
             (XmlState::InField(i), Event::End(e)) if e.name().as_ref() == FIELDS[i] => {
                 state = XmlState::InResult;
             }
-            (XmlState::InResult, Event::End(e)) if e.name().as_ref() == "GetCallerIdentityResult" => {
+            (XmlState::InResult, Event::End(e))
+                if e.name().as_ref() == "GetCallerIdentityResult" =>
+            {
                 state = XmlState::InRoot;
             }
             (XmlState::InMetadata(depth), Event::Start(_)) => {
@@ -283,11 +295,17 @@ fn parse_xml_answer(body: &[u8]) -> Result<StsAnswer, StsFailure> {
                 state = XmlState::InMetadata(depth - 1);
             }
             (XmlState::InMetadata(_), Event::Text(_) | Event::GeneralRef(_) | Event::Empty(_)) => {}
-            (XmlState::InRoot, Event::End(e)) if e.name().as_ref() == "GetCallerIdentityResponse" => {
+            (XmlState::InRoot, Event::End(e))
+                if e.name().as_ref() == "GetCallerIdentityResponse" =>
+            {
                 state = XmlState::AfterRoot;
             }
             (_, Event::Text(t)) if t.xml10_content().trim().is_empty() => {}
-            _ => return Err(invalid("XML answer is not exactly a GetCallerIdentityResponse")),
+            _ => {
+                return Err(invalid(
+                    "XML answer is not exactly a GetCallerIdentityResponse",
+                ));
+            }
         }
     }
     if state != XmlState::AfterRoot || !seen_result {
@@ -318,7 +336,12 @@ struct JsonError {
 /// STS's error code from an error body of the given format, if it has a plausible one.
 fn error_code(format: Format, body: &[u8]) -> Option<String> {
     let code = match format {
-        Format::Json => serde_json::from_slice::<JsonErrorEnvelope>(body).ok()?.error.code,
+        Format::Json => {
+            serde_json::from_slice::<JsonErrorEnvelope>(body)
+                .ok()?
+                .error
+                .code
+        }
         Format::Xml => xml_error_code(body)?,
     };
     (!code.is_empty()
@@ -393,8 +416,8 @@ mod tests {
 
     #[test]
     fn json_answer_parses() {
-        let id = parse_sts_response(200, Some("application/json"), JSON_OK.as_bytes(), &host())
-            .unwrap();
+        let id =
+            parse_sts_response(200, Some("application/json"), JSON_OK.as_bytes(), &host()).unwrap();
         assert_eq!(id.user_id(), "AIDAEXAMPLE");
     }
 
@@ -429,7 +452,9 @@ mod tests {
             r#""Account":"111111111111""#,
             r#""Account":"111111111111","Account":"222222222222""#,
         );
-        assert!(parse_sts_response(200, Some("application/json"), doc.as_bytes(), &host()).is_err());
+        assert!(
+            parse_sts_response(200, Some("application/json"), doc.as_bytes(), &host()).is_err()
+        );
     }
 
     #[test]
@@ -453,7 +478,8 @@ mod tests {
                 code: "SignatureDoesNotMatch".into()
             }
         );
-        let json = r#"{"Error":{"Code":"ExpiredToken","Message":"x","Type":"Sender"},"RequestId":"1"}"#;
+        let json =
+            r#"{"Error":{"Code":"ExpiredToken","Message":"x","Type":"Sender"},"RequestId":"1"}"#;
         assert_eq!(
             parse_sts_response(403, Some("application/json"), json.as_bytes(), &host())
                 .unwrap_err(),

@@ -55,7 +55,11 @@ impl fmt::Debug for RawSignedRequest {
             .field("method", &self.method)
             .field(
                 "header_names",
-                &self.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+                &self
+                    .headers
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
     }
@@ -143,9 +147,8 @@ impl<'de> Deserialize<'de> for HeaderList {
 pub(crate) fn is_header_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Visible ASCII, space and tab, no leading or trailing white space. Stricter than RFC 9110
@@ -162,7 +165,10 @@ pub(crate) fn is_header_value(s: &str) -> bool {
 /// by [`crate::check::check_proof`].
 pub fn decode_proof_token(token: &str) -> Result<RawSignedRequest, VerifyError> {
     if token.is_empty() {
-        return Err(VerifyError::new(ErrorCode::MissingProof, "empty proof token"));
+        return Err(VerifyError::new(
+            ErrorCode::MissingProof,
+            "empty proof token",
+        ));
     }
     if token.len() > MAX_PROOF_TOKEN_BYTES {
         return Err(malformed(format!(

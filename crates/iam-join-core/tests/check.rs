@@ -1,4 +1,5 @@
 //! Local checks on proofs really signed with aws-sigv4 (DESIGN §4 steps 1-6).
+#![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, SystemTime};
 
@@ -61,11 +62,20 @@ fn params<'a>(
 }
 
 /// A signed POST proof bound by `binding` (header name, value).
-fn signed_post(host: &str, region: &str, binding: (&str, &str), at: SystemTime, session: bool) -> RawSignedRequest {
+fn signed_post(
+    host: &str,
+    region: &str,
+    binding: (&str, &str),
+    at: SystemTime,
+    session: bool,
+) -> RawSignedRequest {
     let identity = creds(session).into();
     let url = format!("https://{host}/");
     let headers = [
-        ("content-type", "application/x-www-form-urlencoded; charset=utf-8"),
+        (
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        ),
         binding,
     ];
     let signable = SignableRequest::new(
@@ -93,7 +103,13 @@ fn signed_post(host: &str, region: &str, binding: (&str, &str), at: SystemTime, 
     }
 }
 
-fn presigned_url(host: &str, region: &str, binding: (&str, &str), at: SystemTime, expires: u64) -> String {
+fn presigned_url(
+    host: &str,
+    region: &str,
+    binding: (&str, &str),
+    at: SystemTime,
+    expires: u64,
+) -> String {
     let identity = creds(true).into();
     let url = format!("https://{host}/?Action=GetCallerIdentity&Version=2011-06-15");
     let signable = SignableRequest::new(
@@ -156,10 +172,19 @@ fn signed_post_with_audience_passes_local_checks() {
 
 #[test]
 fn presigned_get_with_audience_passes_local_checks() {
-    let raw = presigned_get("sts.us-west-2.amazonaws.com", "us-west-2", SystemTime::now(), 300);
+    let raw = presigned_get(
+        "sts.us-west-2.amazonaws.com",
+        "us-west-2",
+        SystemTime::now(),
+        300,
+    );
     let checked = check_request(&raw, &rules(), now()).unwrap();
     assert_eq!(checked.form(), SigningForm::PresignedGet);
-    assert!(checked.path_and_query().starts_with("/?Action=GetCallerIdentity"));
+    assert!(
+        checked
+            .path_and_query()
+            .starts_with("/?Action=GetCallerIdentity")
+    );
     assert!(checked.expires_at() <= checked.signed_at() + time::Duration::seconds(300));
 }
 
@@ -177,10 +202,12 @@ fn k8s_token_binds_to_the_verifier_audience() {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(url)
     );
     let checked = check_proof(&token, &rules(), now()).unwrap();
-    assert!(checked
-        .headers()
-        .iter()
-        .any(|(n, v)| n == "x-k8s-aws-id" && v == AUDIENCE));
+    assert!(
+        checked
+            .headers()
+            .iter()
+            .any(|(n, v)| n == "x-k8s-aws-id" && v == AUDIENCE)
+    );
 }
 
 #[test]
@@ -266,8 +293,14 @@ fn body_variants_are_wrong_action() {
 
 #[test]
 fn case_variant_duplicate_credential_is_rejected() {
-    let mut raw = presigned_get("sts.us-west-2.amazonaws.com", "us-west-2", SystemTime::now(), 300);
-    raw.url.push_str("&x-amz-credential=AKIAEVIL%2F20261123%2Fus-west-2%2Fsts%2Faws4_request");
+    let mut raw = presigned_get(
+        "sts.us-west-2.amazonaws.com",
+        "us-west-2",
+        SystemTime::now(),
+        300,
+    );
+    raw.url
+        .push_str("&x-amz-credential=AKIAEVIL%2F20261123%2Fus-west-2%2Fsts%2Faws4_request");
     let e = check_request(&raw, &rules(), now()).unwrap_err();
     assert_eq!(e.code(), ErrorCode::MalformedProof);
     assert!(e.message().contains("more than once"), "{e}");
@@ -275,7 +308,12 @@ fn case_variant_duplicate_credential_is_rejected() {
 
 #[test]
 fn exact_duplicate_and_encoded_parameters_are_rejected() {
-    let base = presigned_get("sts.us-west-2.amazonaws.com", "us-west-2", SystemTime::now(), 300);
+    let base = presigned_get(
+        "sts.us-west-2.amazonaws.com",
+        "us-west-2",
+        SystemTime::now(),
+        300,
+    );
     let mut dup = base.clone();
     dup.url.push_str("&Action=GetCallerIdentity");
     assert_eq!(code_of(&dup), ErrorCode::MalformedProof);
@@ -289,8 +327,15 @@ fn exact_duplicate_and_encoded_parameters_are_rejected() {
 
 #[test]
 fn other_action_in_query_is_wrong_action() {
-    let mut raw = presigned_get("sts.us-west-2.amazonaws.com", "us-west-2", SystemTime::now(), 300);
-    raw.url = raw.url.replace("Action=GetCallerIdentity", "Action=AssumeRole");
+    let mut raw = presigned_get(
+        "sts.us-west-2.amazonaws.com",
+        "us-west-2",
+        SystemTime::now(),
+        300,
+    );
+    raw.url = raw
+        .url
+        .replace("Action=GetCallerIdentity", "Action=AssumeRole");
     assert_eq!(code_of(&raw), ErrorCode::WrongAction);
 }
 
@@ -331,8 +376,18 @@ fn presigned_proof_past_its_expiry_is_expired() {
 
 #[test]
 fn presign_expiry_out_of_range_is_malformed() {
-    for (from, to) in [("X-Amz-Expires=300", "X-Amz-Expires=901"), ("X-Amz-Expires=300", "X-Amz-Expires=0"), ("X-Amz-Expires=300", "X-Amz-Expires=-5"), ("X-Amz-Expires=300", "X-Amz-Expires=3e2")] {
-        let mut raw = presigned_get("sts.us-west-2.amazonaws.com", "us-west-2", SystemTime::now(), 300);
+    for (from, to) in [
+        ("X-Amz-Expires=300", "X-Amz-Expires=901"),
+        ("X-Amz-Expires=300", "X-Amz-Expires=0"),
+        ("X-Amz-Expires=300", "X-Amz-Expires=-5"),
+        ("X-Amz-Expires=300", "X-Amz-Expires=3e2"),
+    ] {
+        let mut raw = presigned_get(
+            "sts.us-west-2.amazonaws.com",
+            "us-west-2",
+            SystemTime::now(),
+            300,
+        );
         raw.url = raw.url.replace(from, to);
         assert_eq!(code_of(&raw), ErrorCode::MalformedProof, "{to}");
     }
@@ -375,7 +430,8 @@ fn unsigned_binding_header_is_binding_missing() {
         true,
     );
     assert_eq!(code_of(&raw), ErrorCode::BindingMissing);
-    raw.headers.push(("x-iam-join-audience".into(), AUDIENCE.into()));
+    raw.headers
+        .push(("x-iam-join-audience".into(), AUDIENCE.into()));
     let e = check_request(&raw, &rules(), now()).unwrap_err();
     assert_eq!(e.code(), ErrorCode::BindingMissing);
     assert!(e.message().contains("not signed"));
@@ -417,9 +473,15 @@ fn missing_signed_header_is_malformed() {
 #[test]
 fn unsigned_extra_headers_are_dropped_not_rejected() {
     let mut raw = audience_post();
-    raw.headers.push(("x-forwarded-for".into(), "1.2.3.4".into()));
+    raw.headers
+        .push(("x-forwarded-for".into(), "1.2.3.4".into()));
     let checked = check_request(&raw, &rules(), now()).unwrap();
-    assert!(checked.headers().iter().all(|(n, _)| n != "x-forwarded-for"));
+    assert!(
+        checked
+            .headers()
+            .iter()
+            .all(|(n, _)| n != "x-forwarded-for")
+    );
 }
 
 #[test]

@@ -76,14 +76,24 @@ pub trait SharedCache: Send + Sync + 'static {
     /// Looks up a key (hex SHA-256 of the canonical request).
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<SharedOutcome>>;
     /// Stores an outcome for `ttl`.
-    fn put<'a>(&'a self, key: &'a str, value: &'a SharedOutcome, ttl: Duration) -> BoxFuture<'a, ()>;
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a SharedOutcome,
+        ttl: Duration,
+    ) -> BoxFuture<'a, ()>;
 }
 
 impl<T: SharedCache + ?Sized> SharedCache for Arc<T> {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<SharedOutcome>> {
         (**self).get(key)
     }
-    fn put<'a>(&'a self, key: &'a str, value: &'a SharedOutcome, ttl: Duration) -> BoxFuture<'a, ()> {
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a SharedOutcome,
+        ttl: Duration,
+    ) -> BoxFuture<'a, ()> {
         (**self).put(key, value, ttl)
     }
 }

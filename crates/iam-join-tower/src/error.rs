@@ -18,7 +18,11 @@ pub struct Denial {
 
 impl Denial {
     /// A denial that may be retried after `after`.
-    pub fn retry(code: ErrorCode, message: impl Into<std::borrow::Cow<'static, str>>, after: Duration) -> Self {
+    pub fn retry(
+        code: ErrorCode,
+        message: impl Into<std::borrow::Cow<'static, str>>,
+        after: Duration,
+    ) -> Self {
         Self {
             error: VerifyError::new(code, message),
             retry_after: Some(after),
@@ -37,7 +41,10 @@ impl Denial {
         *resp.status_mut() =
             StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::FORBIDDEN);
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if code.is_retryable() {
             let secs = self

@@ -138,14 +138,17 @@ impl IamJoinLayerBuilder {
 
     /// Regions to allow beyond the built-in list.
     pub fn extra_regions<I: IntoIterator<Item = S>, S: Into<String>>(mut self, regions: I) -> Self {
-        self.extra_regions.extend(regions.into_iter().map(Into::into));
+        self.extra_regions
+            .extend(regions.into_iter().map(Into::into));
         self
     }
 
     /// Sends proofs for `host` to `base_url` instead (VPC endpoint, emulator); the signed
     /// `Host` is kept.
     pub fn sts_override(mut self, host: impl Into<String>, base_url: impl Into<String>) -> Self {
-        self.sts_config.overrides.insert(host.into(), base_url.into());
+        self.sts_config
+            .overrides
+            .insert(host.into(), base_url.into());
         self
     }
 
@@ -196,7 +199,8 @@ impl IamJoinLayerBuilder {
 
     /// Paths (exact, or a prefix ending in `*`) that accept only challenge-bound proofs.
     pub fn challenge_paths<I: IntoIterator<Item = S>, S: Into<String>>(mut self, paths: I) -> Self {
-        self.challenge_paths.extend(paths.into_iter().map(Into::into));
+        self.challenge_paths
+            .extend(paths.into_iter().map(Into::into));
         self
     }
 
@@ -269,15 +273,18 @@ impl IamJoinLayerBuilder {
         if !prefix.starts_with('/') || prefix.ends_with('/') {
             return Err(BuildError::BadPrefix(prefix));
         }
-        if let Some(a) = &self.audience {
-            if a.is_empty() || a.len() > 256 || !a.bytes().all(|b| (b' '..=b'~').contains(&b)) || a.trim() != a {
-                return Err(BuildError::BadAudience(a.clone()));
-            }
+        if let Some(a) = &self.audience
+            && (a.is_empty()
+                || a.len() > 256
+                || !a.bytes().all(|b| (b' '..=b'~').contains(&b))
+                || a.trim() != a)
+        {
+            return Err(BuildError::BadAudience(a.clone()));
         }
-        if let Some(t) = &self.default_token {
-            if !crate::service::is_token_name(t) {
-                return Err(BuildError::BadTokenName(t.clone()));
-            }
+        if let Some(t) = &self.default_token
+            && !crate::service::is_token_name(t)
+        {
+            return Err(BuildError::BadTokenName(t.clone()));
         }
         let challenges = self.challenges.unwrap_or(true);
         if self.audience.is_none() && !challenges {
@@ -303,8 +310,7 @@ impl IamJoinLayerBuilder {
                 Some(k) => k,
                 None => {
                     let mut bytes = [0u8; 32];
-                    getrandom::fill(&mut bytes)
-                        .map_err(|_| BuildError::NoBinding)?;
+                    getrandom::fill(&mut bytes).map_err(|_| BuildError::NoBinding)?;
                     ChallengeKey::from_bytes(&bytes)
                         .unwrap_or_else(|_| unreachable!("32 bytes is long enough"))
                 }
@@ -368,4 +374,3 @@ impl From<TokenPolicy> for PolicyHandle {
         PolicyHandle::new(p)
     }
 }
-

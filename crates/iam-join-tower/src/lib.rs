@@ -44,12 +44,12 @@ pub mod layer;
 pub mod metrics;
 pub mod policy;
 pub mod ratelimit;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod replay;
 pub mod service;
 pub mod sts;
 pub mod verifier;
-#[cfg(feature = "redis")]
-pub mod redis;
 
 pub use error::{BuildError, Denial};
 pub use layer::{DEFAULT_PREFIX, IamJoinLayer, IamJoinLayerBuilder};

@@ -57,7 +57,9 @@ impl Metrics {
             sts_duration: meter
                 .f64_histogram("iam_join_sts_duration_seconds")
                 .with_description("STS call latency by region")
-                .with_boundaries(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+                .with_boundaries(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ])
                 .build(),
             cache_lookups: meter
                 .u64_counter("iam_join_cache_lookups_total")

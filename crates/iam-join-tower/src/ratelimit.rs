@@ -198,7 +198,11 @@ impl RateLimiterBackend for MemoryRateLimiter {
 
 /// The client address used as the per-client key: the peer, or with trusted proxies the
 /// right-most untrusted address of `X-Forwarded-For`.
-pub fn client_ip(peer: Option<IpAddr>, forwarded_for: Option<&str>, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
+pub fn client_ip(
+    peer: Option<IpAddr>,
+    forwarded_for: Option<&str>,
+    trusted: &[ipnet::IpNet],
+) -> Option<IpAddr> {
     let peer = peer?;
     if !trusted.iter().any(|n| n.contains(&peer)) {
         return Some(peer);

@@ -18,8 +18,11 @@ pub struct ReplayStoreError(pub String);
 pub trait ReplayStore: Send + Sync + 'static {
     /// Records `id` as redeemed for `ttl`. `Ok(true)` on first use, `Ok(false)` if already
     /// redeemed.
-    fn redeem<'a>(&'a self, id: &'a str, ttl: Duration)
-    -> BoxFuture<'a, Result<bool, ReplayStoreError>>;
+    fn redeem<'a>(
+        &'a self,
+        id: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, ReplayStoreError>>;
 }
 
 impl<T: ReplayStore + ?Sized> ReplayStore for Arc<T> {

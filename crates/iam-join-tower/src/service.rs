@@ -169,7 +169,8 @@ where
         return inner.call(req).await.map(|r| r.map(Either::Left));
     }
 
-    let client: Option<IpAddr> = client_ip(peer, forwarded_for.as_deref(), &settings.trusted_proxies);
+    let client: Option<IpAddr> =
+        client_ip(peer, forwarded_for.as_deref(), &settings.trusted_proxies);
     let verified = match (proof, token) {
         (Err(d), _) | (_, Err(d)) => Err(layer.verifier.deny_early(d)),
         (Ok((proof, carrier)), Ok(token)) => {
@@ -223,8 +224,10 @@ fn own<L>(resp: Response<Full<Bytes>>) -> Response<Either<L, Full<Bytes>>> {
 fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -244,8 +247,12 @@ fn issue(layer: &IamJoinLayer) -> Response<Full<Bytes>> {
     };
     let mut nonce = [0u8; 16];
     if getrandom::fill(&mut nonce).is_err() {
-        return Denial::retry(ErrorCode::ReplayStoreUnavailable, "no randomness for a challenge", Duration::from_secs(1))
-            .to_response();
+        return Denial::retry(
+            ErrorCode::ReplayStoreUnavailable,
+            "no randomness for a challenge",
+            Duration::from_secs(1),
+        )
+        .to_response();
     }
     let challenge = issue_challenge(key, nonce, OffsetDateTime::now_utc());
     if let Some(m) = &layer.verifier.metrics {
@@ -305,10 +312,18 @@ fn extract_proof(headers: &HeaderMap) -> Result<(String, Carrier), Denial> {
 fn token_name(headers: &HeaderMap, default: Option<&str>) -> Result<String, Denial> {
     let mut values = headers.get_all(TOKEN_HEADER).iter();
     match (values.next(), values.next()) {
-        (Some(_), Some(_)) => Err(VerifyError::new(ErrorCode::UnknownToken, "send at most one X-IAM-Join-Token header").into()),
+        (Some(_), Some(_)) => Err(VerifyError::new(
+            ErrorCode::UnknownToken,
+            "send at most one X-IAM-Join-Token header",
+        )
+        .into()),
         (Some(v), None) => match v.to_str() {
             Ok(name) if is_token_name(name.trim()) => Ok(name.trim().to_owned()),
-            _ => Err(VerifyError::new(ErrorCode::UnknownToken, "X-IAM-Join-Token is not a valid token name").into()),
+            _ => Err(VerifyError::new(
+                ErrorCode::UnknownToken,
+                "X-IAM-Join-Token is not a valid token name",
+            )
+            .into()),
         },
         (None, _) => default.map(str::to_owned).ok_or_else(|| {
             VerifyError::new(

@@ -79,7 +79,9 @@ impl Default for StsClientConfig {
 
 /// An override URL that is not `http(s)://host[:port]` with no path.
 #[derive(Clone, Debug, thiserror::Error)]
-#[error("STS override URL {0:?} must be http:// or https:// with a host, optional port and no path")]
+#[error(
+    "STS override URL {0:?} must be http:// or https:// with a host, optional port and no path"
+)]
 pub struct InvalidOverride(pub String);
 
 /// The production STS client: hyper-util's pooled client over rustls with the webpki roots.
@@ -162,9 +164,8 @@ impl HyperStsClient {
         headers.insert(header::HOST, HeaderValue::from_str(host).map_err(bad)?);
         for (name, value) in request.headers() {
             headers.append(
-                HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                    StsTransportError("proof header could not be sent".into())
-                })?,
+                HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| StsTransportError("proof header could not be sent".into()))?,
                 HeaderValue::from_str(value).map_err(bad)?,
             );
         }

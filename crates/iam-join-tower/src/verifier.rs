@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use iam_join_core::policy::{PolicyDenial, Subject};
 use iam_join_core::{
-    Binding, BindingKind, CallerIdentity, ErrorCode, ProofRules, SignedStsRequest, StsFailure, VerifiedIdentity,
-    VerifyError, check_proof, parse_sts_response,
+    Binding, BindingKind, CallerIdentity, ErrorCode, ProofRules, SignedStsRequest, StsFailure,
+    VerifiedIdentity, VerifyError, check_proof, parse_sts_response,
 };
 use moka::future::Cache;
 use time::OffsetDateTime;
@@ -126,7 +126,13 @@ impl Verifier {
         denial
     }
 
-    fn record_denial(&self, d: &Denial, binding: &'static str, token: Option<&str>, client: Option<IpAddr>) {
+    fn record_denial(
+        &self,
+        d: &Denial,
+        binding: &'static str,
+        token: Option<&str>,
+        client: Option<IpAddr>,
+    ) {
         if let Some(m) = &self.metrics {
             m.request("denied", d.code().as_str(), binding);
         }
@@ -164,8 +170,7 @@ impl Verifier {
             Binding::Challenge(claims) => {
                 self.limit(LimitScope::Client, &client_key).await?;
                 self.limit(LimitScope::StsBudget, "sts").await?;
-                let ttl = Duration::try_from(claims.expires_at() - now)
-                    .unwrap_or(Duration::ZERO)
+                let ttl = Duration::try_from(claims.expires_at() - now).unwrap_or(Duration::ZERO)
                     + Duration::from_secs(60);
                 match self.replay.redeem(&claims.replay_id(), ttl).await {
                     Ok(true) => self.challenge_metric("redeemed"),
@@ -195,7 +200,11 @@ impl Verifier {
         };
         // Never admit past the proof's own expiry, even from the cache.
         if OffsetDateTime::now_utc() > checked.expires_at() {
-            return Err(VerifyError::new(ErrorCode::ProofExpired, "proof has expired; sign a new one").into());
+            return Err(VerifyError::new(
+                ErrorCode::ProofExpired,
+                "proof has expired; sign a new one",
+            )
+            .into());
         }
         let policy = self.policy.load();
         let subject = Subject {
@@ -228,7 +237,11 @@ impl Verifier {
         Ok(VerifiedIdentity {
             identity: (*identity).clone(),
             token: token.name().to_owned(),
-            roles: token.roles().iter().map(|r| r.as_str().to_owned()).collect(),
+            roles: token
+                .roles()
+                .iter()
+                .map(|r| r.as_str().to_owned())
+                .collect(),
             binding: checked.binding().kind(),
             expires_at: checked.expires_at(),
         })
@@ -257,7 +270,10 @@ impl Verifier {
                 if let Some(m) = &self.metrics {
                     m.rate_limited(scope.as_str(), true);
                 }
-                tracing::warn!(scope = scope.as_str(), "rate limit backend unavailable; failing open");
+                tracing::warn!(
+                    scope = scope.as_str(),
+                    "rate limit backend unavailable; failing open"
+                );
                 Ok(())
             }
         }
@@ -294,21 +310,25 @@ impl Verifier {
         };
         match outcome {
             CachedOutcome::Identity { identity, .. } => Ok(identity),
-            CachedOutcome::Rejected { code, .. } => Err(sts_failure_denial(&StsFailure::Rejected {
-                code: code.to_string(),
-            })),
+            CachedOutcome::Rejected { code, .. } => {
+                Err(sts_failure_denial(&StsFailure::Rejected {
+                    code: code.to_string(),
+                }))
+            }
         }
     }
 
     /// A cache miss: shared second level, then the STS budget and STS itself.
     async fn fetch_outcome(&self, checked: &SignedStsRequest) -> Result<CachedOutcome, Denial> {
-        let shared_key = self.shared_cache.as_ref().map(|_| hex::encode(checked.cache_key()));
-        if let (Some(shared), Some(k)) = (&self.shared_cache, &shared_key) {
-            if let Some(found) = shared.get(k).await {
-                if let Some(outcome) = self.from_shared(found, checked) {
-                    return Ok(outcome);
-                }
-            }
+        let shared_key = self
+            .shared_cache
+            .as_ref()
+            .map(|_| hex::encode(checked.cache_key()));
+        if let (Some(shared), Some(k)) = (&self.shared_cache, &shared_key)
+            && let Some(found) = shared.get(k).await
+            && let Some(outcome) = self.outcome_of_shared(found, checked)
+        {
+            return Ok(outcome);
         }
         self.limit(LimitScope::StsBudget, "sts").await?;
         let (outcome, shared) = match self.call_sts(checked).await {
@@ -344,7 +364,11 @@ impl Verifier {
         Ok(outcome)
     }
 
-    fn from_shared(&self, found: SharedOutcome, checked: &SignedStsRequest) -> Option<CachedOutcome> {
+    fn outcome_of_shared(
+        &self,
+        found: SharedOutcome,
+        checked: &SignedStsRequest,
+    ) -> Option<CachedOutcome> {
         match found {
             SharedOutcome::Identity(answer) => CallerIdentity::from_answer(answer, checked.host())
                 .ok()

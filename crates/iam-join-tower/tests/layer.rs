@@ -1,4 +1,5 @@
 //! The IamJoinLayer against the sts-emulator on 127.0.0.1:0 (issue 3's "must show").
+#![allow(clippy::unwrap_used)]
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -8,9 +9,9 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use iam_join_client::{Binding, ProofBuilder, SigningForm, sts_endpoint};
+use iam_join_core::VerifiedIdentity;
 use iam_join_core::policy::TokenPolicy;
 use iam_join_core::token::decode_proof_token;
-use iam_join_core::VerifiedIdentity;
 use iam_join_tower::{ClientAddr, IamJoinLayer, IamJoinLayerBuilder, Rate, RateLimits};
 use sts_emulator::{Emulator, EmulatorHandle, Fault, TestIdentity, default_identities};
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -225,14 +226,20 @@ async fn proof_in_x_iam_join_proof_is_accepted_and_not_forwarded() {
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.json["headers"].get("x-iam-join-proof").is_none());
     // The upstream's own bearer token is not ours and passes through.
-    assert_eq!(r.json["headers"]["authorization"], "Bearer upstream-session-token");
+    assert_eq!(
+        r.json["headers"]["authorization"],
+        "Bearer upstream-session-token"
+    );
 }
 
 #[tokio::test]
 async fn missing_proof_is_401_missing_proof() {
     let h = harness(|b| b).await;
     let r = get(&h.layer, "/app", None).await;
-    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "missing_proof"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "missing_proof")
+    );
     assert!(r.headers.contains_key("www-authenticate"));
 }
 
@@ -240,7 +247,10 @@ async fn missing_proof_is_401_missing_proof() {
 async fn malformed_proof_is_400_malformed_proof() {
     let h = harness(|b| b).await;
     let r = get(&h.layer, "/app", Some("iam-join-v1.!!!")).await;
-    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "malformed_proof"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "malformed_proof")
+    );
     assert_eq!(h.emulator.calls(), 0);
 }
 
@@ -251,7 +261,10 @@ async fn proof_for_a_non_sts_host_is_400_host_not_allowed() {
         r.url = "https://sts.us-west-2.amazonaws.com.evil.example/".into()
     });
     let r = get(&h.layer, "/app", Some(&t)).await;
-    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "host_not_allowed"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "host_not_allowed")
+    );
     assert_eq!(h.emulator.calls(), 0);
 }
 
@@ -262,14 +275,20 @@ async fn other_action_is_400_wrong_action() {
         r.body = "Action=AssumeRole&Version=2011-06-15".into()
     });
     let r = get(&h.layer, "/app", Some(&t)).await;
-    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "wrong_action"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "wrong_action")
+    );
 }
 
 #[tokio::test]
 async fn audience_proof_on_a_challenge_path_is_400_binding_missing() {
     let h = harness(|b| b.challenge_paths(["/join"])).await;
     let r = get(&h.layer, "/join", Some(&proof(&alice()))).await;
-    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "binding_missing"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "binding_missing")
+    );
 }
 
 #[tokio::test]
@@ -282,7 +301,10 @@ async fn proof_for_another_audience_is_401_audience_mismatch() {
         SystemTime::now(),
     );
     let r = get(&h.layer, "/app", Some(&t)).await;
-    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "audience_mismatch"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "audience_mismatch")
+    );
 }
 
 #[tokio::test]
@@ -302,7 +324,10 @@ async fn audience_value_edited_after_signing_is_refused_by_sts() {
         }
     });
     let r = get(&h.layer, "/app", Some(&t)).await;
-    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "sts_rejected"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "sts_rejected")
+    );
     assert_eq!(h.emulator.calls(), 1);
 }
 
@@ -316,7 +341,10 @@ async fn proof_twenty_minutes_old_is_401_proof_expired() {
         SystemTime::now() - Duration::from_secs(20 * 60),
     );
     let r = get(&h.layer, "/app", Some(&t)).await;
-    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "proof_expired"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "proof_expired")
+    );
 }
 
 #[tokio::test]
@@ -325,8 +353,16 @@ async fn wrong_secret_is_401_sts_rejected() {
     let mut forged = alice();
     forged.secret_access_key = "x".repeat(40);
     let r = get(&h.layer, "/app", Some(&proof(&forged))).await;
-    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "sts_rejected"));
-    assert!(r.json["error"]["message"].as_str().unwrap().contains("SignatureDoesNotMatch"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "sts_rejected")
+    );
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SignatureDoesNotMatch")
+    );
 }
 
 #[tokio::test]
@@ -337,7 +373,10 @@ async fn unknown_token_is_403_unknown_token() {
         .body(Full::default())
         .unwrap();
     let r = send(&h.layer, req).await;
-    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "unknown_token"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "unknown_token")
+    );
 }
 
 #[tokio::test]
@@ -348,7 +387,10 @@ async fn expired_token_is_403_token_expired() {
         .body(Full::default())
         .unwrap();
     let r = send(&h.layer, req).await;
-    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "token_expired"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "token_expired")
+    );
 }
 
 #[tokio::test]
@@ -376,7 +418,10 @@ async fn per_client_limit_gives_429_with_retry_after() {
     let first = get(&h.layer, "/app", Some(&proof(&alice()))).await;
     assert_eq!(first.status, StatusCode::OK);
     let second = get(&h.layer, "/app", Some(&proof(&node()))).await;
-    assert_eq!((second.status, second.code()), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"));
+    assert_eq!(
+        (second.status, second.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
     assert!(second.headers.contains_key("retry-after"));
 }
 
@@ -413,7 +458,11 @@ async fn assert_unavailable_then_recovers(fault: Fault) {
     assert!(r.headers.contains_key("retry-after"));
     h.emulator.set_fault(Fault::None);
     let r = get(&h.layer, "/app", Some(&t)).await;
-    assert_eq!(r.status, StatusCode::OK, "a cached failure blocked a good answer");
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "a cached failure blocked a good answer"
+    );
 }
 
 #[tokio::test]
@@ -453,7 +502,11 @@ async fn thousand_concurrent_requests_with_one_new_proof_make_one_sts_call() {
     assert_eq!(round(h.layer.clone(), Arc::clone(&t)).await, 1000);
     assert_eq!(h.emulator.calls(), 1);
     assert_eq!(round(h.layer.clone(), Arc::clone(&t)).await, 1000);
-    assert_eq!(h.emulator.calls(), 1, "second round within the TTL must not call STS");
+    assert_eq!(
+        h.emulator.calls(),
+        1,
+        "second round within the TTL must not call STS"
+    );
 }
 
 #[tokio::test]
@@ -464,10 +517,18 @@ async fn definitive_rejection_is_cached_only_for_the_negative_ttl() {
     let t = proof(&forged);
     assert_eq!(get(&h.layer, "/app", Some(&t)).await.code(), "sts_rejected");
     assert_eq!(get(&h.layer, "/app", Some(&t)).await.code(), "sts_rejected");
-    assert_eq!(h.emulator.calls(), 1, "rejection is cached within the negative TTL");
+    assert_eq!(
+        h.emulator.calls(),
+        1,
+        "rejection is cached within the negative TTL"
+    );
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(get(&h.layer, "/app", Some(&t)).await.code(), "sts_rejected");
-    assert_eq!(h.emulator.calls(), 2, "rejection expired after the negative TTL");
+    assert_eq!(
+        h.emulator.calls(),
+        2,
+        "rejection expired after the negative TTL"
+    );
 }
 
 #[tokio::test]
@@ -484,7 +545,10 @@ async fn cached_proof_is_not_admitted_after_its_own_expiry() {
     assert_eq!(get(&h.layer, "/app", Some(&t)).await.status, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(3100)).await;
     let r = get(&h.layer, "/app", Some(&t)).await;
-    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "proof_expired"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "proof_expired")
+    );
     assert_eq!(h.emulator.calls(), 1);
 }
 
@@ -503,11 +567,19 @@ async fn challenge(layer: &IamJoinLayer) -> String {
 async fn challenge_is_single_use() {
     let h = harness(|b| b.challenge_paths(["/join"])).await;
     let c = challenge(&h.layer).await;
-    let t = proof_with(&node(), Binding::Challenge(c), SigningForm::Post, SystemTime::now());
+    let t = proof_with(
+        &node(),
+        Binding::Challenge(c),
+        SigningForm::Post,
+        SystemTime::now(),
+    );
     let r = get(&h.layer, "/join", Some(&t)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     let r = get(&h.layer, "/join", Some(&t)).await;
-    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "challenge_reused"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "challenge_reused")
+    );
     assert_eq!(h.emulator.calls(), 1);
 }
 
@@ -517,9 +589,17 @@ async fn tampered_challenge_is_challenge_invalid() {
     let mut c = challenge(&h.layer).await.into_bytes();
     c[10] = if c[10] == b'A' { b'B' } else { b'A' };
     let c = String::from_utf8(c).unwrap();
-    let t = proof_with(&node(), Binding::Challenge(c), SigningForm::Post, SystemTime::now());
+    let t = proof_with(
+        &node(),
+        Binding::Challenge(c),
+        SigningForm::Post,
+        SystemTime::now(),
+    );
     let r = get(&h.layer, "/app", Some(&t)).await;
-    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "challenge_invalid"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "challenge_invalid")
+    );
     assert_eq!(h.emulator.calls(), 0);
 }
 
@@ -528,9 +608,17 @@ async fn stale_challenge_is_challenge_invalid() {
     let h = harness(|b| b.challenge_ttl(Duration::from_secs(1))).await;
     let c = challenge(&h.layer).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let t = proof_with(&node(), Binding::Challenge(c), SigningForm::Post, SystemTime::now());
+    let t = proof_with(
+        &node(),
+        Binding::Challenge(c),
+        SigningForm::Post,
+        SystemTime::now(),
+    );
     let r = get(&h.layer, "/app", Some(&t)).await;
-    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "challenge_invalid"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "challenge_invalid")
+    );
 }
 
 #[tokio::test]
@@ -557,7 +645,12 @@ async fn verify_endpoint_answers_200_with_identity_headers_or_the_error() {
     assert_eq!(r.headers["x-iam-join-account"], "111111111111");
     assert_eq!(r.headers["x-iam-join-arn"], alice().arn.as_str());
     assert!(r.json.is_null(), "empty body");
-    let r = get(&h.layer, "/v1/iam-join/verify", Some(&proof(&other_account()))).await;
+    let r = get(
+        &h.layer,
+        "/v1/iam-join/verify",
+        Some(&proof(&other_account())),
+    )
+    .await;
     assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "not_allowed"));
 }
 
@@ -637,7 +730,10 @@ async fn metrics_of_design_section_9_are_recorded() {
         "iam_join_challenges_total",
         "iam_join_policy_reloads_total",
     ] {
-        assert!(names.contains(expected), "{expected} missing from {names:?}");
+        assert!(
+            names.contains(expected),
+            "{expected} missing from {names:?}"
+        );
     }
 }
 
