@@ -28,7 +28,7 @@ pub enum ClientError {
     #[error("{0}")]
     Credentials(String),
 
-    /// A proof token could not be decoded.
+    /// A proof token could not be decoded (see [`decode_proof_token`](crate::decode_proof_token)).
     #[error("malformed proof token: {0}")]
     MalformedProof(String),
 
@@ -81,6 +81,14 @@ pub enum ClientError {
         /// What is wrong and how to fix it.
         message: String,
     },
+}
+
+/// The decoder's refusal, so `?` works after [`decode_proof_token`](crate::decode_proof_token).
+impl From<iam_join_core::VerifyError> for ClientError {
+    fn from(e: iam_join_core::VerifyError) -> Self {
+        // The decoder's messages never quote the token, so they are safe to show.
+        Self::MalformedProof(e.message().to_owned())
+    }
 }
 
 impl ClientError {

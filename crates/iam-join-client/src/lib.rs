@@ -8,7 +8,7 @@
 //! ```
 //! use std::time::SystemTime;
 //! use aws_credential_types::Credentials;
-//! use iam_join_client::{Binding, ProofBuilder, SignedStsRequest, SigningForm, sts_endpoint};
+//! use iam_join_client::{Binding, ProofBuilder, SigningForm, decode_proof_token, sts_endpoint};
 //!
 //! let creds = Credentials::from_keys("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", None);
 //! let token = ProofBuilder::new(
@@ -19,11 +19,16 @@
 //! .time(SystemTime::now())
 //! .build(&creds)?;
 //!
-//! let signed = SignedStsRequest::from_token(&token)?;
+//! let signed = decode_proof_token(&token)?;
 //! assert_eq!(signed.method, "GET");
 //! assert_eq!(signed.header("x-iam-join-audience"), Some("teleport.example.com"));
 //! # Ok::<(), iam_join_client::ClientError>(())
 //! ```
+//!
+//! The token format itself, [`SignedStsRequest`] and [`decode_proof_token`] come from
+//! [`iam_join_core::token`], so the client writes exactly what the verifier reads; the decoder
+//! is the verifier's strict one (unpadded base64url, the four JSON fields only, header names
+//! lowercased and never repeated, a size cap).
 //!
 //! With the `aws-config` feature (default), [`load_credentials`] reads credentials from the
 //! standard AWS sources (environment, shared files, IRSA, ECS/EKS Pod Identity, IMDSv2).
@@ -31,8 +36,8 @@
 //! The `iam-join` binary (features `cli` and `aws-config`) wraps all of it.
 //!
 //! Nothing here logs or displays credentials, signatures or session tokens; `Debug` of
-//! [`SignedStsRequest`] shows header names only. The library installs no global TLS crypto
-//! provider: its HTTP client uses rustls' ring provider explicitly.
+//! [`SignedStsRequest`] shows the method and header names only. The library installs no global
+//! TLS crypto provider: its HTTP client uses rustls' ring provider explicitly.
 #![deny(unsafe_code, unreachable_pub)]
 #![warn(missing_docs)]
 
@@ -58,7 +63,24 @@ pub use verifier::{
     Challenge, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, DEFAULT_TIMEOUT, TOKEN_NAME_HEADER,
     VerifierClient, WhoAmI, fetch_challenge, whoami,
 };
-pub use wire::{K8S_TOKEN_PREFIX, PROOF_TOKEN_PREFIX, SignedStsRequest, decode_k8s_token};
+pub use wire::SignedStsRequestExt;
+
+/// Prefix of an iam-join proof token.
+#[doc(inline)]
+pub use iam_join_core::token::IAM_JOIN_V1_PREFIX as PROOF_TOKEN_PREFIX;
+/// Prefix of an EKS-style token (`aws eks get-token`).
+#[doc(inline)]
+pub use iam_join_core::token::K8S_AWS_V1_PREFIX as K8S_TOKEN_PREFIX;
+/// A signed `sts:GetCallerIdentity` request that was made but not sent: the content of a proof
+/// token. [`ProofBuilder::sign`] makes one, [`SignedStsRequest::to_iam_join_v1_token`] encodes
+/// it and [`decode_proof_token`] reads it back.
+///
+/// Its `Debug` output shows the format, the method and the header names only, never the
+/// signature, the session token or the URL.
+#[doc(inline)]
+pub use iam_join_core::token::RawSignedRequest as SignedStsRequest;
+#[doc(inline)]
+pub use iam_join_core::token::{ProofFormat, decode_proof_token};
 
 #[cfg(feature = "aws-config")]
 pub use credentials::load_credentials;

@@ -10,9 +10,11 @@ use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::ClientError;
+use iam_join_core::token::ProofFormat;
+
 use crate::endpoint::{StsEndpoint, sts_endpoint, truncate};
-use crate::wire::{SignedStsRequest, encode_k8s_token};
+use crate::wire::encode_k8s_token;
+use crate::{ClientError, SignedStsRequest};
 
 /// Header that carries an audience binding (reusable proofs).
 pub const AUDIENCE_HEADER: &str = "x-iam-join-audience";
@@ -173,6 +175,7 @@ impl ProofBuilder {
             SigningForm::PresignedGet { expires_in } => {
                 let url = presign(creds, &self.endpoint, binding, expires_in, time)?;
                 Ok(SignedStsRequest {
+                    format: ProofFormat::IamJoinV1,
                     method: "GET".to_owned(),
                     url,
                     headers: vec![(binding.0.to_owned(), binding.1.to_owned())],
@@ -184,7 +187,7 @@ impl ProofBuilder {
 
     /// Signs the request and encodes it as an `iam-join-v1.` proof token.
     pub fn build(&self, creds: &Credentials) -> Result<String, ClientError> {
-        Ok(self.sign(creds)?.to_token())
+        Ok(self.sign(creds)?.to_iam_join_v1_token())
     }
 }
 
@@ -198,7 +201,7 @@ impl ProofBuilder {
 ///
 /// let creds = Credentials::from_keys("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", None);
 /// let token = iam_join_client::k8s_token(&creds, "us-west-2", "my-cluster", SystemTime::now())?;
-/// let url = iam_join_client::decode_k8s_token(&token)?;
+/// let url = iam_join_client::decode_proof_token(&token)?.url;
 /// assert!(url.starts_with("https://sts.us-west-2.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&"));
 /// assert!(url.contains("X-Amz-Expires=60&X-Amz-SignedHeaders=host%3Bx-k8s-aws-id&"));
 /// # Ok::<(), iam_join_client::ClientError>(())
@@ -270,6 +273,7 @@ fn sign_post(
     }
     headers.sort();
     Ok(SignedStsRequest {
+        format: ProofFormat::IamJoinV1,
         method: "POST".to_owned(),
         url,
         headers,
@@ -416,6 +420,8 @@ fn validate_time(time: SystemTime) -> Result<SystemTime, ClientError> {
 
 #[cfg(test)]
 mod tests {
+    use iam_join_core::token::decode_proof_token;
+
     use super::*;
 
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
@@ -508,6 +514,25 @@ mod tests {
     }
 
     #[test]
+    fn signed_requests_survive_the_verifiers_strict_decoder_unchanged() {
+        // The strict decoder lowercases header names and refuses padding: what we sign must
+        // already be in that shape, or the verifier would read a different request.
+        for form in [SigningForm::Post, SigningForm::presigned_get()] {
+            for binding in [
+                Binding::Audience("aud".into()),
+                Binding::Challenge("c".into()),
+            ] {
+                let b = builder(binding).form(form);
+                let signed = b.sign(&creds(Some("TOKEN+/="))).unwrap();
+                let token = b.build(&creds(Some("TOKEN+/="))).unwrap();
+                assert!(token.starts_with(crate::PROOF_TOKEN_PREFIX));
+                assert!(!token.contains('='));
+                assert_eq!(decode_proof_token(&token).unwrap(), signed, "{form:?}");
+            }
+        }
+    }
+
+    #[test]
     fn presign_expiry_outside_1_to_900_seconds_is_an_error_not_a_panic() {
         for secs in [0, 901, 86_400] {
             let err = builder(Binding::Audience("a".into()))
@@ -592,7 +617,9 @@ mod tests {
         let token = k8s_token(&creds(None), "eu-west-1", "my-cluster", at()).unwrap();
         assert!(token.starts_with("k8s-aws-v1."));
         assert!(!token.contains('='));
-        let url = crate::decode_k8s_token(&token).unwrap();
+        let decoded = decode_proof_token(&token).unwrap();
+        assert_eq!(decoded.format, ProofFormat::K8sAwsV1);
+        let url = decoded.url;
         assert!(url.starts_with(
             "https://sts.eu-west-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F"
         ));

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use iam_join_client::{SignedStsRequest, decode_k8s_token};
+use iam_join_client::{SignedStsRequestExt, decode_proof_token};
 use sts_emulator::{Emulator, TestIdentity, default_identities};
 
 use common::{
@@ -48,7 +48,7 @@ async fn token_verb_prints_only_a_token_and_no_secrets_even_when_verbose() {
         assert!(token.starts_with("iam-join-v1."), "{token}");
         assert_no_secrets(&out, &secrets(node), Some(&token));
         // Neither the signature nor the token itself shows up in the logs.
-        let req = SignedStsRequest::from_token(&token).unwrap();
+        let req = decode_proof_token(&token).unwrap();
         let auth = req.header("authorization").unwrap();
         let signature = auth.rsplit("Signature=").next().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -83,7 +83,7 @@ async fn token_verb_makes_get_and_challenge_proofs_that_verify() {
         "--fips",
     ]);
     let token = single_line(&run(cmd).await);
-    let req = SignedStsRequest::from_token(&token).unwrap();
+    let req = decode_proof_token(&token).unwrap();
     assert_eq!(req.method, "GET");
     assert_eq!(req.host(), Some("sts-fips.us-west-1.amazonaws.com"));
     assert_eq!(req.header("x-teleport-challenge"), Some("abc123"));
@@ -102,7 +102,7 @@ async fn audience_comes_from_iam_join_audience_when_no_binding_is_given() {
         .env("IAM_JOIN_AUDIENCE", "from-env")
         .args(["token"]);
     let token = single_line(&run(cmd).await);
-    let req = SignedStsRequest::from_token(&token).unwrap();
+    let req = decode_proof_token(&token).unwrap();
     assert_eq!(req.header("x-iam-join-audience"), Some("from-env"));
 
     let mut cmd = with_env_credentials(home.path(), &default_identities()[0]);
@@ -119,7 +119,7 @@ async fn a_missing_region_falls_back_to_us_east_1_with_a_warning_on_stderr() {
     cmd.args(["token", "--audience", "a"]);
     let out = run(cmd).await;
     let token = single_line(&out);
-    let req = SignedStsRequest::from_token(&token).unwrap();
+    let req = decode_proof_token(&token).unwrap();
     assert_eq!(req.host(), Some("sts.us-east-1.amazonaws.com"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no AWS region found"), "{stderr}");
@@ -140,7 +140,7 @@ async fn k8s_tokens_from_both_spellings_verify_with_the_cluster_id() {
         let token = single_line(&out);
         assert!(token.starts_with("k8s-aws-v1."), "{token}");
         assert_no_secrets(&out, &secrets(node), Some(&token));
-        let url = decode_k8s_token(&token).unwrap();
+        let url = decode_proof_token(&token).unwrap().url;
         assert!(url.starts_with(
             "https://sts.us-west-2.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&"
         ));

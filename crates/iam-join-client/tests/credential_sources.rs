@@ -16,7 +16,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use iam_join_client::SignedStsRequest;
+use iam_join_client::{SignedStsRequestExt, decode_proof_token};
 use sts_emulator::{Emulator, TestIdentity, default_identities};
 use tokio::net::TcpListener;
 
@@ -42,7 +42,7 @@ async fn proof_from_environment_credentials_verifies_as_that_identity() {
     let out = run(cmd).await;
     let token = single_line(&out);
     assert_no_secrets(&out, &secrets(node), Some(&token));
-    let req = SignedStsRequest::from_token(&token).unwrap();
+    let req = decode_proof_token(&token).unwrap();
     assert_eq!(req.host(), Some("sts.us-west-2.amazonaws.com"));
     let answer = verify_at_emulator(&sts, &token).await;
     assert_eq!(answer.identity(), (node.account.clone(), node.arn.clone()));
@@ -85,7 +85,7 @@ async fn proof_from_a_shared_files_profile_verifies_as_that_identity() {
     let out = run(cmd).await;
     let token = single_line(&out);
     assert_no_secrets(&out, &secrets(node), Some(&token));
-    let req = SignedStsRequest::from_token(&token).unwrap();
+    let req = decode_proof_token(&token).unwrap();
     assert_eq!(req.host(), Some("sts.eu-west-1.amazonaws.com"));
     assert_eq!(
         verify_at_emulator(&sts, &token).await.identity(),
@@ -109,7 +109,7 @@ async fn proof_from_a_shared_files_profile_verifies_as_that_identity() {
         ]);
     let token = single_line(&run(cmd).await);
     assert_eq!(
-        SignedStsRequest::from_token(&token).unwrap().host(),
+        decode_proof_token(&token).unwrap().host(),
         Some("sts.us-east-2.amazonaws.com")
     );
     assert_eq!(
@@ -262,7 +262,7 @@ async fn proof_from_instance_metadata_verifies_as_the_instance_role() {
     let token = single_line(&out);
     assert_no_secrets(&out, &secrets(&node), Some(&token));
 
-    let req = SignedStsRequest::from_token(&token).unwrap();
+    let req = decode_proof_token(&token).unwrap();
     // The region came from instance metadata too.
     assert_eq!(req.host(), Some("sts.us-east-2.amazonaws.com"));
     assert!(req.url.contains("X-Amz-Expires=60&"));

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use iam_join_client::{
-    Binding, ProofBuilder, SignedStsRequest, SigningForm, decode_k8s_token, k8s_token, sts_endpoint,
+    Binding, ProofBuilder, SigningForm, decode_proof_token, k8s_token, sts_endpoint,
 };
 use iam_join_core::challenge::issue_challenge;
 use iam_join_core::{ChallengeKey, ProofRules, StsHostAllowList, check_proof};
@@ -112,7 +112,7 @@ async fn a_proof_sent_with_another_audience_fails_at_sts() {
         .form(form)
         .build(&creds)
         .unwrap();
-        let mut req = SignedStsRequest::from_token(&token).unwrap();
+        let mut req = decode_proof_token(&token).unwrap();
         for (name, value) in &mut req.headers {
             if name == "x-iam-join-audience" {
                 *value = "evil.example.com".into();
@@ -153,7 +153,7 @@ async fn k8s_token_verifies_at_sts_when_the_cluster_id_is_sent() {
             SystemTime::now(),
         )
         .expect("token");
-        let url = decode_k8s_token(&token).unwrap();
+        let url = decode_proof_token(&token).unwrap().url;
         assert!(url.contains("X-Amz-Expires=60&"));
         assert_eq!(
             identity.session_token.is_some(),

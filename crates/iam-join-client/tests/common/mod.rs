@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use iam_join_client::SignedStsRequest;
+use iam_join_client::{ProofFormat, SignedStsRequest, SignedStsRequestExt, decode_proof_token};
 use sts_emulator::EmulatorHandle;
 use tokio::net::TcpListener;
 
@@ -71,7 +71,7 @@ pub(crate) async fn send_signed(sts: SocketAddr, req: &SignedStsRequest) -> StsA
 
 /// Decodes an `iam-join-v1.` token and sends it to the emulator.
 pub(crate) async fn verify_at_emulator(sts: &EmulatorHandle, token: &str) -> StsAnswer {
-    let req = SignedStsRequest::from_token(token).expect("decodable proof");
+    let req = decode_proof_token(token).expect("decodable proof");
     send_signed(sts.addr(), &req).await
 }
 
@@ -82,6 +82,7 @@ pub(crate) async fn send_presigned(
     headers: &[(&str, &str)],
 ) -> StsAnswer {
     let req = SignedStsRequest {
+        format: ProofFormat::K8sAwsV1,
         method: "GET".into(),
         url: url.to_owned(),
         headers: headers
@@ -166,7 +167,7 @@ async fn fake_verifier(
             else {
                 return refuse(StatusCode::UNAUTHORIZED, "missing_proof", "no proof");
             };
-            let Ok(signed) = SignedStsRequest::from_token(proof) else {
+            let Ok(signed) = decode_proof_token(proof) else {
                 return refuse(StatusCode::BAD_REQUEST, "malformed_proof", "bad proof");
             };
             let binding = if let Some(a) = signed.header("x-iam-join-audience") {
