@@ -24,6 +24,20 @@ pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// Largest `X-Amz-Expires` accepted on a presigned GET (STS's own limit for this use).
 pub const MAX_PRESIGN_EXPIRES_SECS: u64 = 900;
 
+/// Signed headers that describe the connection rather than the request: forwarding them to STS
+/// could change how the request is framed, so a proof that signs one is refused.
+const UNFORWARDABLE_HEADERS: [&str; 9] = [
+    "connection",
+    "expect",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
 const QUERY_PARAMS: [&str; 9] = [
     "Action",
     "Version",
@@ -299,6 +313,15 @@ pub fn check_request(
     if !auth.signed_headers.iter().any(|h| h == "host") {
         return Err(malformed("host must be a signed header"));
     }
+    if let Some(h) = auth
+        .signed_headers
+        .iter()
+        .find(|h| UNFORWARDABLE_HEADERS.contains(&h.as_str()))
+    {
+        return Err(malformed(format!(
+            "signed header {h} is a connection-level header and cannot be sent to STS"
+        )));
+    }
 
     // Step 5: time.
     let signed_at = parse_amz_date(&auth.date)?;
@@ -397,6 +420,13 @@ pub fn check_request(
             (Binding::Audience, expected.to_owned())
         }
     };
+
+    if let Some(len) = raw.header("content-length")
+        && auth.signed_headers.iter().any(|h| h == "content-length")
+        && len != raw.body.len().to_string()
+    {
+        return Err(malformed("signed content-length does not match the body"));
+    }
 
     let mut headers = Vec::with_capacity(auth.signed_headers.len() + 1);
     for name in &auth.signed_headers {

@@ -517,3 +517,46 @@ fn debug_output_never_contains_signature_or_session_token() {
     let decoded = decode_proof_token(&raw.to_iam_join_v1_token()).unwrap();
     assert!(!format!("{decoded:?}").contains("Signature="));
 }
+
+#[test]
+fn signed_connection_level_headers_are_malformed() {
+    for header in ["transfer-encoding", "connection", "upgrade", "te"] {
+        let raw = signed_post(
+            "sts.us-west-2.amazonaws.com",
+            "us-west-2",
+            ("x-iam-join-audience", AUDIENCE),
+            SystemTime::now(),
+            true,
+        );
+        // Re-sign with the extra header to make it part of SignedHeaders.
+        let identity = creds(true).into();
+        let url = raw.url.clone();
+        let extra = [
+            ("content-type", "application/x-www-form-urlencoded; charset=utf-8"),
+            ("x-iam-join-audience", AUDIENCE),
+            (header, "chunked"),
+        ];
+        let signable = SignableRequest::new(
+            "POST",
+            &url,
+            extra.iter().copied(),
+            SignableBody::Bytes(BODY.as_bytes()),
+        )
+        .unwrap();
+        let mut settings = SigningSettings::default();
+        settings.excluded_headers = None;
+        let p = params(&identity, "us-west-2", SystemTime::now(), settings);
+        let (instructions, _) = sign(signable, &p).unwrap().into_parts();
+        let mut r = raw.clone();
+        r.headers = extra
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+        for (n, v) in instructions.headers() {
+            r.headers.push((n.to_ascii_lowercase(), v.to_owned()));
+        }
+        let e = check_request(&r, &rules(), now()).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::MalformedProof, "{header}");
+        assert!(e.message().contains(header), "{e}");
+    }
+}
