@@ -82,6 +82,12 @@ pub trait SharedCache: Send + Sync + 'static {
         value: &'a SharedOutcome,
         ttl: Duration,
     ) -> BoxFuture<'a, ()>;
+    /// Called when a miss returned by [`SharedCache::get`] will not be followed by a `put` (STS
+    /// unavailable, budget exhausted), so an implementation that made other replicas wait for
+    /// this one can release them at once.
+    fn abandon<'a>(&'a self, _key: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 impl<T: SharedCache + ?Sized> SharedCache for Arc<T> {
@@ -95,5 +101,8 @@ impl<T: SharedCache + ?Sized> SharedCache for Arc<T> {
         ttl: Duration,
     ) -> BoxFuture<'a, ()> {
         (**self).put(key, value, ttl)
+    }
+    fn abandon<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()> {
+        (**self).abandon(key)
     }
 }

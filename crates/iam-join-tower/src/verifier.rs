@@ -21,6 +21,9 @@ use crate::ratelimit::{LimitScope, RateDecision, RateLimiterBackend};
 use crate::replay::ReplayStore;
 use crate::sts::StsClient;
 
+static LAST_FAIL_OPEN_WARNING: std::sync::atomic::AtomicI64 =
+    std::sync::atomic::AtomicI64::new(0);
+
 /// How long callers are told to wait when STS or the replay store is unavailable.
 const UNAVAILABLE_RETRY: Duration = Duration::from_secs(1);
 
@@ -270,10 +273,19 @@ impl Verifier {
                 if let Some(m) = &self.metrics {
                     m.rate_limited(scope.as_str(), true);
                 }
-                tracing::warn!(
-                    scope = scope.as_str(),
-                    "rate limit backend unavailable; failing open"
-                );
+                // Warn at most every 10 s: the metric counts every occurrence.
+                let now = OffsetDateTime::now_utc().unix_timestamp();
+                let last = LAST_FAIL_OPEN_WARNING.load(Ordering::Relaxed);
+                if now - last >= 10
+                    && LAST_FAIL_OPEN_WARNING
+                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    tracing::warn!(
+                        scope = scope.as_str(),
+                        "rate limit backend unavailable; failing open"
+                    );
+                }
                 Ok(())
             }
         }
@@ -330,6 +342,20 @@ impl Verifier {
         {
             return Ok(outcome);
         }
+        let result = self.fetch_from_sts(checked, shared_key.as_deref()).await;
+        if result.is_err()
+            && let (Some(cache), Some(k)) = (&self.shared_cache, &shared_key)
+        {
+            cache.abandon(k).await;
+        }
+        result
+    }
+
+    async fn fetch_from_sts(
+        &self,
+        checked: &SignedStsRequest,
+        shared_key: Option<&str>,
+    ) -> Result<CachedOutcome, Denial> {
         self.limit(LimitScope::StsBudget, "sts").await?;
         let (outcome, shared) = match self.call_sts(checked).await {
             Ok(identity) => {
@@ -355,7 +381,7 @@ impl Verifier {
             ),
             Err(other) => return Err(sts_failure_denial(&other)),
         };
-        if let (Some(cache), Some(k)) = (&self.shared_cache, &shared_key) {
+        if let (Some(cache), Some(k)) = (&self.shared_cache, shared_key) {
             let ttl = outcome.ttl(OffsetDateTime::now_utc());
             if !ttl.is_zero() {
                 cache.put(k, &shared, ttl).await;

@@ -1,0 +1,389 @@
+//! Redis backends so that replicas share state (DESIGN §3, §6, §7), behind the `redis` feature.
+//!
+//! One [`RedisBackend`] per replica gives the layer three extension points:
+//!
+//! | Builder call | What replicas share | Redis keys |
+//! |---|---|---|
+//! | [`replay_store`](crate::IamJoinLayerBuilder::replay_store)`(backend.`[`replay_store()`](RedisBackend::replay_store)`)` | challenge redemptions: one atomic `SET … NX PX` | `{prefix}challenge:{id}` |
+//! | [`rate_limiter`](crate::IamJoinLayerBuilder::rate_limiter)`(backend.`[`rate_limiter()`](RedisBackend::rate_limiter)`)` | GCRA limits, one Lua script per check, on Redis's clock | `{prefix}rl:{scope}:{key}` |
+//! | [`shared_cache`](crate::IamJoinLayerBuilder::shared_cache)`(backend.`[`shared_cache()`](RedisBackend::shared_cache)`)` | STS answers (identity or rejection code, never a proof) | `{prefix}sts:{sha256}`, `{prefix}sts-lock:{sha256}` |
+//!
+//! Every key expires: a redemption with its challenge, a limit state once it has fully
+//! replenished, a cached answer with its proof (or the negative TTL), a fill lock after the
+//! fill wait ([`RedisBackend::with_fill_wait`]).
+//!
+//! One Redis primary (standalone, or behind a failover endpoint such as a Sentinel-managed or
+//! ElastiCache primary address); Redis Cluster is not supported (the cache script touches two
+//! keys). Redis ≥ 5 (scripts that read `TIME`; older versions are handled with
+//! `redis.replicate_commands()`).
+//!
+//! **Challenge key.** A challenge issued by one replica is redeemed at whichever replica the load
+//! balancer picks, so every replica must be built with the same
+//! [`challenge_key`](crate::IamJoinLayerBuilder::challenge_key); with a random per-process key
+//! (the default) other replicas answer `challenge_invalid`.
+//!
+//! # Faults
+//!
+//! Every command is bounded by [`RedisConfig::command_timeout`]. After a connection failure or a
+//! timeout, commands fail at once (no waiting) except one probe every 200 ms, so while Redis is
+//! down or hanging a request waits at most one command timeout, and usually not at all.
+//!
+//! - Challenge redemption **fails closed**: the layer answers 503 `replay_store_unavailable`
+//!   (a challenge that cannot be recorded could be replayed).
+//! - Rate limits **fail open**: the layer admits, counts
+//!   `iam_join_rate_limited_total{scope="…_failed_open"}` and warns.
+//! - The shared cache is **bypassed**: a lookup is a miss, a store is skipped; each replica still
+//!   has its local cache.
+//!
+//! Failures are logged at `warn` under the target `iam_join::redis`, at most once per 10 s per
+//! kind with a count of the ones not logged, and the return of Redis at `info`. Recovery is
+//! automatic: the connection manager reconnects on the next command after Redis is back, and a
+//! connection that only times out (a silent network partition) is replaced after a few
+//! consecutive timeouts. The backend starts even if Redis is down at boot.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use iam_join_core::challenge::ChallengeKey;
+//! use iam_join_core::policy::TokenPolicy;
+//! use iam_join_tower::redis::{RedisBackend, RedisConfig};
+//! use iam_join_tower::{IamJoinLayer, RateLimits};
+//!
+//! # async fn run(shared_key: &[u8], policy: TokenPolicy) -> Result<(), Box<dyn std::error::Error>> {
+//! let limits = RateLimits::default();
+//! let redis = RedisBackend::connect(
+//!     RedisConfig { url: "redis://10.0.0.5:6379/0".into(), ..RedisConfig::default() },
+//!     limits,
+//! )
+//! .await?;
+//! let layer = IamJoinLayer::builder()
+//!     .audience("teleport.example.com")
+//!     .policy(policy)
+//!     .challenge_key(ChallengeKey::from_bytes(shared_key)?) // the same on every replica
+//!     .rate_limits(limits)
+//!     .replay_store(redis.replay_store())
+//!     .rate_limiter(redis.rate_limiter())
+//!     .shared_cache(redis.shared_cache())
+//!     .build()?;
+//! # let _ = layer; Ok(()) }
+//! ```
+
+mod cache;
+mod connection;
+mod ratelimit;
+mod replay;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::redis::aio::ConnectionManagerConfig;
+
+use crate::cache::SharedCache;
+use crate::ratelimit::{RateLimiterBackend, RateLimits};
+use crate::replay::ReplayStore;
+
+use self::cache::RedisSharedCache;
+use self::connection::RedisLink;
+use self::ratelimit::RedisRateLimiter;
+use self::replay::RedisReplayStore;
+
+/// The default [`RedisConfig::key_prefix`].
+pub const DEFAULT_KEY_PREFIX: &str = "iam-join:";
+
+/// The default [`RedisBackend::with_fill_wait`]: the layer's default total STS timeout.
+pub const DEFAULT_FILL_WAIT: Duration = Duration::from_secs(5);
+
+/// How to reach Redis.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host[:port][/db]` or `unix:///path/to/redis.sock`. A password in
+    /// the URL is never logged. (`rediss://` needs a TLS feature of redis-rs that is not built.)
+    pub url: String,
+    /// Prepended to every key, so several deployments can share one Redis. Default
+    /// [`DEFAULT_KEY_PREFIX`]. Replicas of one deployment must use the same prefix.
+    pub key_prefix: String,
+    /// Bound on each attempt to (re)connect. Default 1 s.
+    pub connect_timeout: Duration,
+    /// Bound on each command, including waiting for a connection. This is what a request pays
+    /// at most per Redis command when Redis is slow or gone: keep it small. Default 250 ms.
+    pub command_timeout: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".to_owned(),
+            key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_millis(250),
+        }
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("key_prefix", &self.key_prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .finish()
+    }
+}
+
+/// The backend could not be set up. Redis being unreachable is **not** an error: the backend
+/// starts anyway and connects when Redis is there.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisSetupError {
+    /// The URL is not a Redis URL this build can use (the URL itself is not repeated: it may
+    /// hold a password).
+    #[error("invalid Redis URL: {0}")]
+    InvalidUrl(String),
+    /// A setting is out of range.
+    #[error("invalid Redis setting: {0}")]
+    InvalidConfig(&'static str),
+}
+
+/// Redis-backed replay store, rate limiter and shared STS cache for one replica. Cheap to clone;
+/// clones share one connection.
+///
+/// Make one per layer (per replica): the shared cache tells its own in-flight STS calls from
+/// other replicas' (see [`with_fill_wait`](Self::with_fill_wait)).
+#[derive(Clone)]
+pub struct RedisBackend {
+    link: Arc<RedisLink>,
+    limits: RateLimits,
+    fill_wait: Duration,
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("link", &self.link)
+            .field("limits", &self.limits)
+            .field("fill_wait", &self.fill_wait)
+            .finish()
+    }
+}
+
+impl RedisBackend {
+    /// Sets up the backend. `limits` are the rates the shared limiter enforces (pass the same
+    /// value to the builder's [`rate_limits`](crate::IamJoinLayerBuilder::rate_limits)).
+    ///
+    /// Does not wait for Redis: it connects in the background and on first use, so a replica
+    /// starts (and serves audience-bound proofs) while Redis is down. Fails only for a bad URL
+    /// or out-of-range settings.
+    ///
+    /// # Errors
+    ///
+    /// [`RedisSetupError::InvalidUrl`] for a URL redis-rs cannot use,
+    /// [`RedisSetupError::InvalidConfig`] for a zero timeout or a rate with a zero field.
+    pub async fn connect(config: RedisConfig, limits: RateLimits) -> Result<Self, RedisSetupError> {
+        if config.connect_timeout.is_zero() {
+            return Err(RedisSetupError::InvalidConfig(
+                "connect_timeout must be more than zero",
+            ));
+        }
+        if config.command_timeout.is_zero() {
+            return Err(RedisSetupError::InvalidConfig(
+                "command_timeout must be more than zero",
+            ));
+        }
+        for rate in [limits.per_client, limits.sts_budget, limits.per_account]
+            .into_iter()
+            .flatten()
+        {
+            if rate.quota().is_none() {
+                return Err(RedisSetupError::InvalidConfig(
+                    "every rate needs per_second and burst above zero",
+                ));
+            }
+        }
+        let client = ::redis::Client::open(config.url.as_str())
+            .map_err(|e| RedisSetupError::InvalidUrl(e.to_string()))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.command_timeout))
+            // Each (re)connection tries a few times quickly; commands are failed meanwhile by
+            // our own timeout, and the next command after a failed round starts a new one.
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(500));
+        let link = RedisLink::new(
+            client,
+            manager_config,
+            config.key_prefix,
+            config.command_timeout,
+            redact_url(&config.url),
+        )
+        .map_err(|e| RedisSetupError::InvalidUrl(e.to_string()))?;
+        let link = Arc::new(link);
+        // Connect in the background so the first request does not pay for it, and say at start
+        // whether Redis is there.
+        let warm = Arc::clone(&link);
+        let wait = config.connect_timeout + config.command_timeout;
+        tokio::spawn(async move { warm.warm_up(wait).await });
+        Ok(Self {
+            link,
+            limits,
+            fill_wait: DEFAULT_FILL_WAIT,
+        })
+    }
+
+    /// How long a replica that misses the shared cache waits for another replica that is
+    /// already asking STS about the same proof, instead of asking STS itself (default
+    /// [`DEFAULT_FILL_WAIT`]). Set it to the layer's total STS timeout: shorter may let two
+    /// replicas call STS for one proof; longer only matters when the other replica's call fails,
+    /// in which case this replica waits up to this long before calling STS itself.
+    /// `Duration::ZERO` turns the wait off.
+    #[must_use]
+    pub fn with_fill_wait(mut self, wait: Duration) -> Self {
+        self.fill_wait = wait;
+        self
+    }
+
+    /// The challenge replay store: `SET {prefix}challenge:{id} 1 NX PX ttl`. Fails closed.
+    pub fn replay_store(&self) -> Arc<dyn ReplayStore> {
+        Arc::new(RedisReplayStore::new(Arc::clone(&self.link)))
+    }
+
+    /// The shared GCRA rate limiter for the limits given to [`connect`](Self::connect), with the
+    /// same semantics as the in-memory limiter, on Redis's clock (replicas with skewed clocks
+    /// agree). Fails open ([`RateDecision::Unavailable`](crate::ratelimit::RateDecision)).
+    pub fn rate_limiter(&self) -> Arc<dyn RateLimiterBackend> {
+        Arc::new(RedisRateLimiter::new(Arc::clone(&self.link), self.limits))
+    }
+
+    /// The shared second-level STS cache. On a miss it marks the proof as being fetched by this
+    /// replica, so other replicas wait for the answer instead of calling STS too (at most
+    /// [`with_fill_wait`](Self::with_fill_wait)). Failures are misses.
+    ///
+    /// Give each layer its own (one call per layer): the instance identifies its replica.
+    pub fn shared_cache(&self) -> Arc<dyn SharedCache> {
+        Arc::new(RedisSharedCache::new(
+            Arc::clone(&self.link),
+            self.fill_wait,
+        ))
+    }
+
+    /// Whether Redis answers `PING` within the command timeout (for readiness checks; the layer
+    /// itself works without Redis, with the fault behaviour of the module docs). Right after a
+    /// failure this is `false` without asking, until the next probe is due.
+    pub async fn is_reachable(&self) -> bool {
+        self.link.ping(self.link.command_timeout()).await.is_ok()
+    }
+
+    /// The key prefix.
+    pub fn key_prefix(&self) -> &str {
+        self.link.prefix()
+    }
+}
+
+/// `redis://user:secret@host/0` → `redis://***@host/0`, for logs and `Debug`.
+fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..scheme_end + 3], &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+/// Whole milliseconds for `PX`, at least 1 (Redis refuses `PX 0`).
+fn px_millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("redis://u:pw@h:6379/0"), "redis://***@h:6379/0");
+        assert_eq!(redact_url("redis://:p@ss@h"), "redis://***@h");
+        assert_eq!(
+            redact_url("redis://h:6379/0?x=a@b"),
+            "redis://h:6379/0?x=a@b"
+        );
+        assert_eq!(
+            redact_url("unix:///run/redis.sock"),
+            "unix:///run/redis.sock"
+        );
+        let cfg = RedisConfig {
+            url: "redis://admin:hunter2@db/1".into(),
+            ..RedisConfig::default()
+        };
+        assert!(!format!("{cfg:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn px_is_never_zero() {
+        assert_eq!(px_millis(Duration::ZERO), 1);
+        assert_eq!(px_millis(Duration::from_micros(1500)), 1);
+        assert_eq!(px_millis(Duration::from_secs(60)), 60_000);
+    }
+
+    #[tokio::test]
+    async fn bad_urls_and_settings_are_refused_but_an_absent_redis_is_not() {
+        let limits = RateLimits::default();
+        for url in ["http://h", "not a url", "redis://h/notadb"] {
+            let cfg = RedisConfig {
+                url: url.into(),
+                ..RedisConfig::default()
+            };
+            assert!(matches!(
+                RedisBackend::connect(cfg, limits).await,
+                Err(RedisSetupError::InvalidUrl(_))
+            ));
+        }
+        let zero = RedisConfig {
+            command_timeout: Duration::ZERO,
+            ..RedisConfig::default()
+        };
+        assert!(matches!(
+            RedisBackend::connect(zero, limits).await,
+            Err(RedisSetupError::InvalidConfig(_))
+        ));
+        let bad_rate = RateLimits {
+            per_account: Some(crate::Rate {
+                per_second: 0,
+                burst: 1,
+            }),
+            ..limits
+        };
+        assert!(matches!(
+            RedisBackend::connect(RedisConfig::default(), bad_rate).await,
+            Err(RedisSetupError::InvalidConfig(_))
+        ));
+        // Nothing listens on port 1: setup still succeeds, the store fails closed.
+        let absent = RedisConfig {
+            url: "redis://127.0.0.1:1".into(),
+            connect_timeout: Duration::from_millis(100),
+            command_timeout: Duration::from_millis(100),
+            ..RedisConfig::default()
+        };
+        let backend = RedisBackend::connect(absent, limits).await.expect("setup");
+        assert!(
+            backend
+                .replay_store()
+                .redeem("00", Duration::from_secs(60))
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            backend
+                .rate_limiter()
+                .check(crate::LimitScope::Client, "a")
+                .await,
+            crate::ratelimit::RateDecision::Unavailable
+        );
+        assert_eq!(backend.shared_cache().get("ab").await, None);
+        assert!(!backend.is_reachable().await);
+    }
+}
