@@ -1,0 +1,865 @@
+//! The proxy's configuration: a YAML file read once into validated, typed settings.
+//!
+//! Every mapping rejects unknown keys, so a misspelt setting is an error naming it rather than a
+//! default silently kept. Every error names the field (`upstream.url: ...`). Relative paths
+//! (`tokens`, `tls.cert`, `tls.key`, `upstream.ca_file`, `challenge_key_file`) are relative to
+//! the directory of the configuration file.
+//!
+//! ```yaml
+//! listen: 0.0.0.0:8443                  # required
+//! tls:                                  # optional; without it the proxy speaks plain HTTP
+//!   cert: /etc/iam-join-proxy/tls.crt   # PEM chain
+//!   key: /etc/iam-join-proxy/tls.key    # PEM private key
+//! upstream:
+//!   url: https://teleport.internal:3080 # required; http:// or https://, no path
+//!   sni: teleport.example.com           # optional: TLS server name to send and verify
+//!   ca_file: /etc/iam-join-proxy/upstream-ca.pem  # optional: trust only these roots
+//!   timeout: 60s                        # until the upstream's response headers (default 60s)
+//!   connect_timeout: 5s                 # default 5s
+//!   preserve_host: false                # send the client's Host instead of the upstream's
+//! audience: teleport.example.com        # the audience proofs must be bound to (optional
+//!                                       # when only challenge-bound proofs are used)
+//! default_token: iam-token              # the join token when X-IAM-Join-Token is absent
+//! tokens: /etc/iam-join-proxy/tokens    # a token file, or a directory of *.yaml / *.yml
+//! prefix: /v1/iam-join                  # where the layer's own endpoints live (default)
+//! public_paths: ["/webapi/ping"]        # passed through without a proof (exact, or prefix*)
+//! challenge_paths: ["/v1/webapi/host/*"] # accept challenge-bound proofs only
+//! sts:
+//!   fips: false                         # accept FIPS STS endpoints only
+//!   extra_regions: []                   # regions newer than this release
+//!   overrides:                          # send proofs for a host to another URL (VPC endpoint)
+//!     sts.us-west-2.amazonaws.com: https://vpce-0123.sts.us-west-2.vpce.amazonaws.com
+//!   connect_timeout: 2s
+//!   timeout: 5s
+//! cache:
+//!   capacity: 100000                    # STS answers kept
+//!   negative_ttl: 10s                   # how long an STS rejection is remembered
+//! rate_limits:                          # absent: the default; null: disabled
+//!   per_client: {per_second: 20, burst: 40}
+//!   sts_budget: {per_second: 200, burst: 400}
+//!   per_account: null
+//! trusted_proxies: [10.0.0.0/8]         # whose X-Forwarded-For is believed
+//! admin:
+//!   listen: 127.0.0.1:9090              # /metrics, /healthz, /readyz (optional)
+//! log:
+//!   format: json                        # json or human (default human)
+//!   level: info                         # a tracing filter, e.g. "info,iam_join_tower=debug"
+//! challenge_key_file: /etc/iam-join-proxy/challenge.key  # >= 32 bytes; shared by replicas
+//! drain_timeout: 30s                    # how long in-flight requests may finish on shutdown
+//! redis:                                # only with the `redis` cargo feature
+//!   url: redis://redis:6379             # or unix:///run/redis.sock (no rediss:// yet)
+//!   key_prefix: "iam-join:"             # the same on every replica of one deployment
+//!   connect_timeout: 1s
+//!   command_timeout: 250ms              # what a request pays at most when Redis is gone
+//! ```
+
+mod raw;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Uri;
+use iam_join_core::StsHostAllowList;
+use iam_join_tower::{Rate, RateLimits};
+use ipnet::IpNet;
+
+use self::raw::{RawConfig, RawDuration, RawRate};
+
+/// Why a configuration is unusable. Each message names the field.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: {error}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        error: io::Error,
+    },
+    /// Not well-formed YAML, or not the shape of a configuration (unknown or missing field, wrong
+    /// type). The message comes from the YAML reader and starts with the field path, e.g.
+    /// `upstream: unknown field `urll`, expected one of ...`.
+    #[error("{message}")]
+    Syntax {
+        /// What is wrong.
+        message: String,
+    },
+    /// A field has an unusable value.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field, e.g. `upstream.url` or `rate_limits.per_client.burst`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// An error about `field`.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The field the error is about, when it is known.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+/// Where the token policy comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenSource {
+    /// A file or a directory of `*.yaml` / `*.yml` files, watched for changes.
+    Path(PathBuf),
+    /// YAML held in memory (the demo's embedded policy); `name` names it in messages. Not
+    /// reloaded.
+    Inline {
+        /// The YAML text.
+        yaml: String,
+        /// A name for messages, like a file name.
+        name: String,
+    },
+}
+
+/// The validated configuration. Build it with [`Config::load`] or [`Config::from_yaml_str`];
+/// fields may be adjusted afterwards (tests, the demo).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// Address of the proxy listener.
+    pub listen: SocketAddr,
+    /// Serve TLS with this certificate and key.
+    pub tls: Option<TlsFiles>,
+    /// The upstream.
+    pub upstream: UpstreamConfig,
+    /// The audience proofs must be bound to.
+    pub audience: Option<String>,
+    /// The join token when a request names none.
+    pub default_token: Option<String>,
+    /// The token policy.
+    pub tokens: TokenSource,
+    /// Prefix of the layer's endpoints.
+    pub prefix: String,
+    /// Paths passed through without a proof.
+    pub public_paths: Vec<String>,
+    /// Paths that accept challenge-bound proofs only.
+    pub challenge_paths: Vec<String>,
+    /// STS settings.
+    pub sts: StsConfig,
+    /// Cache settings.
+    pub cache: CacheConfig,
+    /// Rate limits.
+    pub rate_limits: RateLimits,
+    /// Networks of proxies in front of this one whose forwarding headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// The admin listener, if any.
+    pub admin: Option<AdminConfig>,
+    /// Logging.
+    pub log: LogConfig,
+    /// The challenge HMAC key file.
+    pub challenge_key_file: Option<PathBuf>,
+    /// How long in-flight requests may take to finish on shutdown.
+    pub drain_timeout: Duration,
+    /// The Redis backend (shared replay store, rate limits and cache).
+    #[cfg(feature = "redis")]
+    pub redis: Option<RedisSettings>,
+}
+
+/// Certificate chain and key files (PEM).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Where requests go once admitted.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct UpstreamConfig {
+    /// `http://host[:port]` or `https://host[:port]`.
+    pub url: Uri,
+    /// TLS server name to send and verify instead of the URL's host.
+    pub sni: Option<String>,
+    /// PEM roots to trust instead of the Mozilla (webpki) roots.
+    pub ca_file: Option<PathBuf>,
+    /// Time allowed until the upstream's response headers arrive (bodies and upgraded
+    /// connections may stream for longer).
+    pub timeout: Duration,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Send the client's `Host` instead of the upstream's.
+    pub preserve_host: bool,
+}
+
+/// STS settings of the layer.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct StsConfig {
+    /// Accept FIPS endpoints only.
+    pub fips: bool,
+    /// Regions to allow beyond the built-in list.
+    pub extra_regions: Vec<String>,
+    /// Host → base URL overrides.
+    pub overrides: BTreeMap<String, String>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Total timeout of one STS call.
+    pub timeout: Duration,
+}
+
+/// STS answer cache settings.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct CacheConfig {
+    /// Most entries.
+    pub capacity: u64,
+    /// How long a definitive STS rejection is kept.
+    pub negative_ttl: Duration,
+}
+
+/// The admin listener.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct AdminConfig {
+    /// Its address.
+    pub listen: SocketAddr,
+}
+
+/// Log format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    #[default]
+    Human,
+}
+
+/// Logging settings.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct LogConfig {
+    /// The format.
+    pub format: LogFormat,
+    /// A `tracing` filter directive, e.g. `info` or `info,iam_join_tower=debug`.
+    pub level: String,
+}
+
+impl LogConfig {
+    /// Logging in `format`, filtered by `level` (a `tracing` filter directive).
+    pub fn new(format: LogFormat, level: impl Into<String>) -> Self {
+        Self {
+            format,
+            level: level.into(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Redis settings (feature `redis`).
+#[cfg(feature = "redis")]
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RedisSettings {
+    /// `redis://[user:password@]host[:port][/db]` or `unix:///path/to/redis.sock`.
+    pub url: String,
+    /// Prefix of every key.
+    pub key_prefix: String,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Timeout of one command.
+    pub command_timeout: Duration,
+}
+
+/// Default upstream timeout (until response headers).
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default upstream connect timeout.
+pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default drain time on shutdown.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Config {
+    /// Reads and validates a configuration file.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read, is not valid YAML of the right shape, or a field has an
+    /// unusable value; see [`ConfigError`].
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        Self::from_yaml_str(&text, base)
+    }
+
+    /// Validates configuration text; relative paths are taken relative to `base_dir`.
+    ///
+    /// # Errors
+    ///
+    /// See [`ConfigError`].
+    pub fn from_yaml_str(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = serde_norway::from_str(text).map_err(|e| ConfigError::Syntax {
+            message: e.to_string(),
+        })?;
+        validate(raw, base_dir)
+    }
+
+    /// The token file or directory, when the policy comes from disk.
+    pub fn tokens_path(&self) -> Option<&Path> {
+        match &self.tokens {
+            TokenSource::Path(p) => Some(p),
+            TokenSource::Inline { .. } => None,
+        }
+    }
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::invalid(field, message)
+}
+
+fn duration(raw: Option<RawDuration>, default: Duration) -> Duration {
+    raw.map_or(default, |d| d.0)
+}
+
+fn resolve(base: &Path, p: PathBuf) -> PathBuf {
+    if p.is_absolute() { p } else { base.join(p) }
+}
+
+fn socket_addr(field: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+    s.trim().parse().map_err(|_| {
+        invalid(
+            field,
+            format!("{s:?} is not an address like 0.0.0.0:8443 or [::]:8443"),
+        )
+    })
+}
+
+fn positive(field: &str, d: Duration) -> Result<Duration, ConfigError> {
+    if d.is_zero() {
+        Err(invalid(field, "must be longer than zero"))
+    } else {
+        Ok(d)
+    }
+}
+
+fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+    let listen = socket_addr("listen", &raw.listen)?;
+    let tls = raw.tls.map(|t| TlsFiles {
+        cert: resolve(base, t.cert),
+        key: resolve(base, t.key),
+    });
+    let upstream = validate_upstream(raw.upstream, base)?;
+
+    if let Some(a) = &raw.audience
+        && (a.is_empty()
+            || a.len() > 256
+            || a.trim() != a
+            || !a.bytes().all(|b| (b' '..=b'~').contains(&b)))
+    {
+        return Err(invalid(
+            "audience",
+            "must be 1 to 256 printable ASCII characters without surrounding spaces",
+        ));
+    }
+    if let Some(t) = &raw.default_token
+        && !is_token_name(t)
+    {
+        return Err(invalid(
+            "default_token",
+            format!("{t:?} is not a token name (letters, digits, '.', '_', '-')"),
+        ));
+    }
+    if raw.tokens.as_os_str().is_empty() {
+        return Err(invalid("tokens", "must name a token file or directory"));
+    }
+    let prefix = raw
+        .prefix
+        .unwrap_or_else(|| iam_join_tower::DEFAULT_PREFIX.to_owned());
+    if !prefix.starts_with('/') || prefix.ends_with('/') || prefix.contains(['?', '#', '*']) {
+        return Err(invalid(
+            "prefix",
+            "must be a path starting with '/' and not ending with '/', e.g. /v1/iam-join",
+        ));
+    }
+    validate_paths("public_paths", &raw.public_paths)?;
+    validate_paths("challenge_paths", &raw.challenge_paths)?;
+
+    let sts = validate_sts(raw.sts)?;
+
+    let cache = CacheConfig {
+        capacity: raw.cache.capacity.unwrap_or(100_000),
+        negative_ttl: duration(raw.cache.negative_ttl, Duration::from_secs(10)),
+    };
+    if cache.capacity == 0 {
+        return Err(invalid("cache.capacity", "must be at least 1"));
+    }
+    if cache.negative_ttl > Duration::from_secs(15 * 60) {
+        return Err(invalid("cache.negative_ttl", "must be at most 15m"));
+    }
+
+    let defaults = RateLimits::default();
+    let rate_limits = RateLimits {
+        per_client: rate(
+            "rate_limits.per_client",
+            raw.rate_limits.per_client,
+            defaults.per_client,
+        )?,
+        sts_budget: rate(
+            "rate_limits.sts_budget",
+            raw.rate_limits.sts_budget,
+            defaults.sts_budget,
+        )?,
+        per_account: rate(
+            "rate_limits.per_account",
+            raw.rate_limits.per_account,
+            defaults.per_account,
+        )?,
+    };
+
+    let trusted_proxies = raw
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            parse_net(s).ok_or_else(|| {
+                invalid(
+                    format!("trusted_proxies[{i}]"),
+                    format!("{s:?} is not a network like 10.0.0.0/8 or an address"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let admin = raw
+        .admin
+        .map(|a| socket_addr("admin.listen", &a.listen).map(|listen| AdminConfig { listen }))
+        .transpose()?;
+    if let Some(a) = &admin
+        && a.listen == listen
+        && listen.port() != 0
+    {
+        return Err(invalid("admin.listen", "must differ from listen"));
+    }
+
+    let log = LogConfig {
+        format: match raw.log.format {
+            Some(raw::RawLogFormat::Json) => LogFormat::Json,
+            Some(raw::RawLogFormat::Human) | None => LogFormat::Human,
+        },
+        level: raw.log.level.unwrap_or_else(|| "info".to_owned()),
+    };
+    if tracing_subscriber::EnvFilter::try_new(&log.level).is_err() {
+        return Err(invalid(
+            "log.level",
+            format!(
+                "{:?} is not a level or filter such as \"info\" or \"info,iam_join_tower=debug\"",
+                log.level
+            ),
+        ));
+    }
+
+    let challenge_key_file = raw.challenge_key_file.map(|p| resolve(base, p));
+    let drain_timeout = duration(raw.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
+
+    #[cfg(feature = "redis")]
+    let redis = match raw.redis {
+        None => None,
+        Some(r) => {
+            if r.url.starts_with("rediss://") {
+                return Err(invalid(
+                    "redis.url",
+                    "rediss:// (TLS) is not supported by this build; use redis:// on a private network, or a unix:// socket",
+                ));
+            }
+            if !(r.url.starts_with("redis://") || r.url.starts_with("unix://")) {
+                return Err(invalid("redis.url", "must start with redis:// or unix://"));
+            }
+            if challenge_key_file.is_none() {
+                return Err(invalid(
+                    "challenge_key_file",
+                    "is required with redis: every replica must sign challenges with the same key",
+                ));
+            }
+            Some(RedisSettings {
+                url: r.url,
+                key_prefix: r
+                    .key_prefix
+                    .unwrap_or_else(|| iam_join_tower::redis::DEFAULT_KEY_PREFIX.to_owned()),
+                connect_timeout: positive(
+                    "redis.connect_timeout",
+                    duration(r.connect_timeout, Duration::from_secs(1)),
+                )?,
+                command_timeout: positive(
+                    "redis.command_timeout",
+                    duration(r.command_timeout, Duration::from_millis(250)),
+                )?,
+            })
+        }
+    };
+    #[cfg(not(feature = "redis"))]
+    if raw.redis.is_some() {
+        return Err(invalid(
+            "redis",
+            "this iam-join-proxy was built without redis support; rebuild with `--features redis`",
+        ));
+    }
+
+    Ok(Config {
+        listen,
+        tls,
+        upstream,
+        audience: raw.audience,
+        default_token: raw.default_token,
+        tokens: TokenSource::Path(resolve(base, raw.tokens)),
+        prefix,
+        public_paths: raw.public_paths,
+        challenge_paths: raw.challenge_paths,
+        sts,
+        cache,
+        rate_limits,
+        trusted_proxies,
+        admin,
+        log,
+        challenge_key_file,
+        drain_timeout,
+        #[cfg(feature = "redis")]
+        redis,
+    })
+}
+
+fn validate_upstream(raw: raw::RawUpstream, base: &Path) -> Result<UpstreamConfig, ConfigError> {
+    let url: Uri = raw
+        .url
+        .trim()
+        .parse()
+        .map_err(|_| invalid("upstream.url", format!("{:?} is not a URL", raw.url)))?;
+    let https = match url.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => {
+            return Err(invalid(
+                "upstream.url",
+                "must start with http:// or https://",
+            ));
+        }
+    };
+    let Some(authority) = url.authority() else {
+        return Err(invalid("upstream.url", "must name a host"));
+    };
+    if authority.as_str().contains('@') {
+        return Err(invalid("upstream.url", "must not contain userinfo"));
+    }
+    if !matches!(url.path(), "" | "/") || url.query().is_some() {
+        return Err(invalid(
+            "upstream.url",
+            "must not have a path or query: requests keep their own path",
+        ));
+    }
+    if let Some(sni) = &raw.sni {
+        if !https {
+            return Err(invalid(
+                "upstream.sni",
+                "only applies to an https:// upstream",
+            ));
+        }
+        if rustls_pki_types::ServerName::try_from(sni.as_str()).is_err() {
+            return Err(invalid(
+                "upstream.sni",
+                format!("{sni:?} is not a DNS name or IP address"),
+            ));
+        }
+    }
+    if raw.ca_file.is_some() && !https {
+        return Err(invalid(
+            "upstream.ca_file",
+            "only applies to an https:// upstream",
+        ));
+    }
+    Ok(UpstreamConfig {
+        url,
+        sni: raw.sni,
+        ca_file: raw.ca_file.map(|p| resolve(base, p)),
+        timeout: positive(
+            "upstream.timeout",
+            duration(raw.timeout, DEFAULT_UPSTREAM_TIMEOUT),
+        )?,
+        connect_timeout: positive(
+            "upstream.connect_timeout",
+            duration(raw.connect_timeout, DEFAULT_UPSTREAM_CONNECT_TIMEOUT),
+        )?,
+        preserve_host: raw.preserve_host,
+    })
+}
+
+fn validate_sts(raw: raw::RawSts) -> Result<StsConfig, ConfigError> {
+    let hosts = StsHostAllowList::new()
+        .fips_only(raw.fips)
+        .with_extra_regions(&raw.extra_regions)
+        .map_err(|e| {
+            invalid(
+                "sts.extra_regions",
+                format!("{:?} is not a region name", e.0),
+            )
+        })?;
+    for (host, url) in &raw.overrides {
+        let field = format!("sts.overrides.{host}");
+        if hosts.resolve(host).is_err() {
+            return Err(invalid(
+                field,
+                "is not an allowed STS host (check the name, `fips` and `extra_regions`)",
+            ));
+        }
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+            .ok_or_else(|| invalid(&field, "must be an http:// or https:// URL"))?;
+        let rest = rest.trim_end_matches('/');
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@']) || url.parse::<Uri>().is_err() {
+            return Err(invalid(
+                &field,
+                "must be http(s)://host[:port] without a path",
+            ));
+        }
+    }
+    Ok(StsConfig {
+        fips: raw.fips,
+        extra_regions: raw.extra_regions,
+        overrides: raw.overrides,
+        connect_timeout: positive(
+            "sts.connect_timeout",
+            duration(raw.connect_timeout, Duration::from_secs(2)),
+        )?,
+        timeout: positive("sts.timeout", duration(raw.timeout, Duration::from_secs(5)))?,
+    })
+}
+
+fn rate(
+    field: &str,
+    raw: Option<Option<RawRate>>,
+    default: Option<Rate>,
+) -> Result<Option<Rate>, ConfigError> {
+    match raw {
+        None => Ok(default),
+        Some(None) => Ok(None),
+        Some(Some(r)) => {
+            if r.per_second == 0 {
+                return Err(invalid(
+                    format!("{field}.per_second"),
+                    "must be at least 1 (write null to disable the limit)",
+                ));
+            }
+            let burst = r.burst.unwrap_or(r.per_second);
+            if burst == 0 {
+                return Err(invalid(format!("{field}.burst"), "must be at least 1"));
+            }
+            Ok(Some(Rate {
+                per_second: r.per_second,
+                burst,
+            }))
+        }
+    }
+}
+
+fn validate_paths(field: &str, paths: &[String]) -> Result<(), ConfigError> {
+    for (i, p) in paths.iter().enumerate() {
+        let star = p.find('*');
+        if !p.starts_with('/') || star.is_some_and(|s| s != p.len() - 1) {
+            return Err(invalid(
+                format!("{field}[{i}]"),
+                format!("{p:?} must be an absolute path, optionally ending in '*' for a prefix"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn parse_net(s: &str) -> Option<IpNet> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+/// A join token name: 1 to 253 letters, digits, `.`, `_`, `-` (what the layer accepts in
+/// `X-IAM-Join-Token`).
+fn is_token_name(s: &str) -> bool {
+    (1..=253).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "listen: 127.0.0.1:8443\nupstream: {url: http://127.0.0.1:3080}\naudience: my-cluster\ntokens: tokens/\n";
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml_str(text, Path::new("/etc/iam-join-proxy"))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults_and_resolves_paths() {
+        let c = load(MINIMAL).unwrap();
+        assert_eq!(
+            c.tokens,
+            TokenSource::Path("/etc/iam-join-proxy/tokens/".into())
+        );
+        assert_eq!(c.prefix, "/v1/iam-join");
+        assert_eq!(c.rate_limits, RateLimits::default());
+        assert_eq!(c.upstream.timeout, DEFAULT_UPSTREAM_TIMEOUT);
+        assert!(c.admin.is_none());
+        assert_eq!(c.log.format, LogFormat::Human);
+    }
+
+    #[test]
+    fn misspelt_nested_field_is_an_error_naming_it() {
+        let err = load(&MINIMAL.replace("{url:", "{urll:"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("urll"), "{err}");
+        assert!(err.contains("upstream"), "{err}");
+        let err = load(&format!("{MINIMAL}cache: {{capacty: 3}}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("capacty") && err.contains("cache"), "{err}");
+    }
+
+    #[test]
+    fn null_disables_a_limit_and_absent_keeps_the_default() {
+        let c = load(&format!(
+            "{MINIMAL}rate_limits: {{per_client: null, per_account: {{per_second: 5}}}}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.rate_limits.per_client, None);
+        assert_eq!(c.rate_limits.sts_budget, RateLimits::default().sts_budget);
+        assert_eq!(
+            c.rate_limits.per_account,
+            Some(Rate {
+                per_second: 5,
+                burst: 5
+            })
+        );
+        let err = load(&format!(
+            "{MINIMAL}rate_limits: {{sts_budget: {{per_second: 0}}}}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(err.field(), Some("rate_limits.sts_budget.per_second"));
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let cases = [
+            (
+                MINIMAL.replace("http://127.0.0.1:3080", "ftp://x"),
+                "upstream.url",
+            ),
+            (
+                MINIMAL.replace("http://127.0.0.1:3080", "http://x/base"),
+                "upstream.url",
+            ),
+            (MINIMAL.replace("127.0.0.1:8443", "localhost"), "listen"),
+            (
+                format!("{MINIMAL}trusted_proxies: [10.0.0.0/8, nope]\n"),
+                "trusted_proxies[1]",
+            ),
+            (
+                format!("{MINIMAL}public_paths: [health]\n"),
+                "public_paths[0]",
+            ),
+            (
+                format!("{MINIMAL}sts: {{overrides: {{sts.evil.example: http://127.0.0.1:1}}}}\n"),
+                "sts.overrides.sts.evil.example",
+            ),
+            (
+                format!("{MINIMAL}sts: {{overrides: {{sts.amazonaws.com: 'ftp://x'}}}}\n"),
+                "sts.overrides.sts.amazonaws.com",
+            ),
+            (
+                format!("{MINIMAL}log: {{level: 'info,[[['}}\n"),
+                "log.level",
+            ),
+            (
+                format!("{MINIMAL}default_token: 'bad token'\n"),
+                "default_token",
+            ),
+            (format!("{MINIMAL}upstream_sni: x\n"), ""),
+        ];
+        for (text, field) in cases {
+            let err = load(&text).unwrap_err();
+            if field.is_empty() {
+                assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");
+            } else {
+                assert_eq!(err.field(), Some(field), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn durations_and_log_format_parse() {
+        let c = load(&format!(
+            "{MINIMAL}drain_timeout: 5s\ncache: {{negative_ttl: 250ms}}\nlog: {{format: json}}\nsts: {{timeout: 3}}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.drain_timeout, Duration::from_secs(5));
+        assert_eq!(c.cache.negative_ttl, Duration::from_millis(250));
+        assert_eq!(c.sts.timeout, Duration::from_secs(3));
+        assert_eq!(c.log.format, LogFormat::Json);
+        let err = load(&format!("{MINIMAL}drain_timeout: soon\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("drain_timeout"), "{err}");
+        let err = load(&format!("{MINIMAL}log: {{format: xml}}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("xml"), "{err}");
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn redis_needs_a_shared_challenge_key_and_a_plain_url() {
+        let err = load(&format!("{MINIMAL}redis: {{url: redis://r:6379}}\n")).unwrap_err();
+        assert_eq!(err.field(), Some("challenge_key_file"));
+        let with_key = format!("{MINIMAL}challenge_key_file: key\n");
+        let err = load(&format!("{with_key}redis: {{url: rediss://r:6379}}\n")).unwrap_err();
+        assert_eq!(err.field(), Some("redis.url"));
+        let c = load(&format!(
+            "{with_key}redis: {{url: redis://r:6379, command_timeout: 100ms}}\n"
+        ))
+        .unwrap();
+        let r = c.redis.unwrap();
+        assert_eq!(r.key_prefix, "iam-join:");
+        assert_eq!(r.command_timeout, Duration::from_millis(100));
+    }
+
+    #[cfg(not(feature = "redis"))]
+    #[test]
+    fn redis_without_the_feature_is_a_clear_error() {
+        let err = load(&format!("{MINIMAL}redis: {{url: redis://r:6379}}\n")).unwrap_err();
+        assert_eq!(err.field(), Some("redis"));
+        assert!(err.to_string().contains("built without redis support"));
+    }
+}

@@ -1,0 +1,495 @@
+//! Forwarding admitted requests to the upstream: streaming bodies both ways, hop-by-hop header
+//! removal, `X-Forwarded-*`, an upstream timeout, `Upgrade` (WebSocket) pass-through, and JSON
+//! errors when the upstream cannot be reached.
+//!
+//! The upstream is spoken to over HTTP/1.1 (the client side may use HTTP/1.1 or HTTP/2): it is
+//! what every web port understands, and it is the only version where `Upgrade` exists.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use ipnet::IpNet;
+use tokio::sync::{mpsc, watch};
+use tower_service::Service;
+
+use crate::config::UpstreamConfig;
+use crate::error::ProxyError;
+use crate::tls;
+
+/// Errors of bodies passed through.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body of a forwarded response (streamed from the upstream) or of the proxy's own errors.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Facts about the client connection, added to each request's extensions by the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The client's address (the TCP peer).
+    pub peer: SocketAddr,
+    /// Whether the client connection is TLS.
+    pub tls: bool,
+}
+
+/// Headers that describe one connection and must not be forwarded (RFC 9110 §7.6.1), plus the
+/// `Proxy-*` family.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// Forwards requests to the upstream. Cheap to clone.
+#[derive(Clone)]
+pub struct Forwarder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    scheme: Scheme,
+    authority: Authority,
+    timeout: Duration,
+    preserve_host: bool,
+    trusted_proxies: Vec<IpNet>,
+    tunnels: Tunnels,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder")
+            .field(
+                "upstream",
+                &format_args!("{}://{}", self.inner.scheme, self.inner.authority),
+            )
+            .field("timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Forwarder {
+    /// A forwarder to `upstream`. Loads the custom CA file, if any.
+    ///
+    /// # Errors
+    ///
+    /// The CA file cannot be read or holds no certificate.
+    pub fn new(
+        upstream: &UpstreamConfig,
+        trusted_proxies: Vec<IpNet>,
+        tunnels: Tunnels,
+    ) -> Result<Self, ProxyError> {
+        let (scheme, authority) = match (upstream.url.scheme(), upstream.url.authority()) {
+            (Some(s), Some(a)) => (s.clone(), a.clone()),
+            _ => {
+                return Err(ProxyError::config(
+                    "upstream.url",
+                    "must be http(s)://host[:port]",
+                ));
+            }
+        };
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(upstream.connect_timeout));
+        let tls_config = tls::upstream_client_config(upstream.ca_file.as_deref())?;
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config)
+            .https_or_http();
+        let builder = match &upstream.sni {
+            Some(name) => {
+                let name = rustls_pki_types::ServerName::try_from(name.clone()).map_err(|_| {
+                    ProxyError::config("upstream.sni", "is not a DNS name or IP address")
+                })?;
+                builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+            }
+            None => builder,
+        };
+        let connector = builder.enable_http1().wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                scheme,
+                authority,
+                timeout: upstream.timeout,
+                preserve_host: upstream.preserve_host,
+                trusted_proxies,
+                tunnels,
+            }),
+        })
+    }
+}
+
+impl Service<Request<Incoming>> for Forwarder {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = futures_util::future::BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move { Ok(inner.forward(req).await) })
+    }
+}
+
+impl Inner {
+    async fn forward(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
+        let info = req.extensions().get::<ConnectionInfo>().copied();
+        let upgrade = upgrade_protocol(&req);
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+
+        let (mut parts, body) = req.into_parts();
+        let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let uri = match Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path)
+            .build()
+        {
+            Ok(uri) => uri,
+            Err(_) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "the request target cannot be forwarded",
+                );
+            }
+        };
+        parts.uri = uri;
+        parts.version = Version::HTTP_11;
+        remove_hop_by_hop(&mut parts.headers);
+        if let Some(protocol) = &upgrade {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, protocol.clone());
+        }
+        if self.preserve_host {
+            if let Some(h) = &original_host {
+                parts.headers.insert(header::HOST, h.clone());
+            }
+        } else {
+            // The client fills in the upstream's authority.
+            parts.headers.remove(header::HOST);
+        }
+        self.set_forwarded(&mut parts.headers, info, original_host);
+
+        let upstream_req = Request::from_parts(parts, body);
+        let result = tokio::time::timeout(self.timeout, self.client.request(upstream_req)).await;
+        let mut resp = match result {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) => {
+                tracing::warn!(upstream = %self.authority, error = %error_chain(&e), "upstream request failed");
+                return error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_unavailable",
+                    "the upstream could not be reached; retry later",
+                );
+            }
+            Err(_) => {
+                tracing::warn!(upstream = %self.authority, timeout = ?self.timeout, "upstream timed out");
+                return error_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    "the upstream did not answer in time",
+                );
+            }
+        };
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                let protocol = resp.headers().get(header::UPGRADE).cloned();
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                self.tunnels.spawn(client_upgrade, upstream_upgrade);
+                remove_hop_by_hop(resp.headers_mut());
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                if let Some(p) = protocol {
+                    resp.headers_mut().insert(header::UPGRADE, p);
+                }
+                return resp.map(|b| b.map_err(BoxError::from).boxed_unsync());
+            }
+            // 101 without an upgrade request: refuse to pass a protocol switch we cannot carry.
+            return error_response(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
+                "the upstream switched protocols without being asked",
+            );
+        }
+        remove_hop_by_hop(resp.headers_mut());
+        resp.map(|b| b.map_err(BoxError::from).boxed_unsync())
+    }
+
+    /// `X-Forwarded-For` / `-Proto` / `-Host`. Values sent by a trusted proxy in front are kept
+    /// (and the peer appended to `X-Forwarded-For`); from anyone else they are replaced, so a
+    /// client cannot make the upstream believe another address.
+    fn set_forwarded(
+        &self,
+        headers: &mut HeaderMap,
+        info: Option<ConnectionInfo>,
+        host: Option<HeaderValue>,
+    ) {
+        let peer: Option<IpAddr> = info.map(|i| i.peer.ip().to_canonical());
+        let trusted = peer.is_some_and(|ip| self.trusted_proxies.iter().any(|n| n.contains(&ip)));
+        if !trusted {
+            headers.remove(&X_FORWARDED_FOR);
+            headers.remove(&X_FORWARDED_PROTO);
+            headers.remove(&X_FORWARDED_HOST);
+            headers.remove(&FORWARDED);
+        }
+        if let Some(ip) = peer {
+            let prior: Vec<&str> = headers
+                .get_all(&X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            let value = if prior.is_empty() {
+                ip.to_string()
+            } else {
+                format!("{}, {ip}", prior.join(", "))
+            };
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(&X_FORWARDED_FOR, v);
+            }
+        }
+        if !headers.contains_key(&X_FORWARDED_PROTO) {
+            let proto = if info.is_some_and(|i| i.tls) {
+                "https"
+            } else {
+                "http"
+            };
+            headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+        }
+        if !headers.contains_key(&X_FORWARDED_HOST)
+            && let Some(h) = host
+        {
+            headers.insert(&X_FORWARDED_HOST, h);
+        }
+    }
+}
+
+/// The protocol of an HTTP/1.1 `Upgrade` request (`Connection: upgrade` and `Upgrade: x`).
+fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
+    if req.version() != Version::HTTP_11 {
+        return None;
+    }
+    let asks = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| req.headers().get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Removes the hop-by-hop headers, and every header named in `Connection`.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// A JSON error answered by the proxy itself: `{"error": {"code", "message"}}`.
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response<ProxyBody> {
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+    let mut resp = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(BoxError::from)
+            .boxed_unsync(),
+    );
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Upgraded connections (WebSockets) relayed by the proxy. They outlive the HTTP exchange that
+/// opened them, so shutdown waits for them separately and closes what is left at the deadline.
+#[derive(Clone, Debug)]
+pub struct Tunnels {
+    close: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
+}
+
+/// The owner's side of [`Tunnels`]: closes them and waits for them to end.
+#[derive(Debug)]
+pub struct TunnelControl {
+    close: watch::Sender<bool>,
+    alive_rx: mpsc::Receiver<()>,
+    alive_tx: Option<mpsc::Sender<()>>,
+}
+
+impl TunnelControl {
+    /// A new, empty set of tunnels and the handle forwarders put them in.
+    pub fn new() -> (Self, Tunnels) {
+        let (close, close_rx) = watch::channel(false);
+        let (alive_tx, alive_rx) = mpsc::channel(1);
+        let tunnels = Tunnels {
+            close: close_rx,
+            alive: alive_tx.clone(),
+        };
+        (
+            Self {
+                close,
+                alive_rx,
+                alive_tx: Some(alive_tx),
+            },
+            tunnels,
+        )
+    }
+
+    /// Resolves when every tunnel has ended (every [`Tunnels`] clone must be dropped as well).
+    pub async fn wait(&mut self) {
+        self.alive_tx = None;
+        while self.alive_rx.recv().await.is_some() {}
+    }
+
+    /// Closes every tunnel still open.
+    pub fn close_all(&self) {
+        let _ = self.close.send(true);
+    }
+}
+
+impl Tunnels {
+    fn spawn(&self, client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+        let alive = self.alive.clone();
+        let mut close = self.close.clone();
+        tokio::spawn(async move {
+            let _alive = alive;
+            let (client, upstream) = match tokio::try_join!(client, upstream) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::debug!(error = %e, "upgrade failed");
+                    return;
+                }
+            };
+            let mut client = TokioIo::new(client);
+            let mut upstream = TokioIo::new(upstream);
+            tokio::select! {
+                r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "upgraded connection ended with an error");
+                    }
+                }
+                () = until_true(&mut close) => {
+                    tracing::debug!("upgraded connection closed at shutdown");
+                }
+            }
+        });
+    }
+}
+
+/// Resolves once the watched flag is `true` (or its sender is gone).
+pub(crate) async fn until_true(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "keep-alive, x-secret-hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret-hop", "1"),
+            ("proxy-authorization", "Basic x"),
+            ("te", "trailers"),
+            ("trailer", "x"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("accept", "*/*"),
+        ] {
+            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn upgrade_needs_connection_upgrade_and_http11() {
+        let req = Request::builder()
+            .header("connection", "keep-alive, Upgrade")
+            .header("upgrade", "websocket")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            upgrade_protocol(&req),
+            Some(HeaderValue::from_static("websocket"))
+        );
+        let req = Request::builder()
+            .header("upgrade", "websocket")
+            .body(())
+            .unwrap();
+        assert_eq!(upgrade_protocol(&req), None);
+    }
+}

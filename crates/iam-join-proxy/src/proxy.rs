@@ -1,0 +1,526 @@
+//! The proxy server: listeners, the layer in front of the [`Forwarder`], the admin listener,
+//! policy watching and graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use iam_join_core::challenge::ChallengeKey;
+use iam_join_core::policy::TokenPolicy;
+use iam_join_tower::{BuildError, ClientAddr, IamJoinLayer, IamJoinLayerBuilder, IamJoinService};
+use opentelemetry::metrics::Meter;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt as _;
+use tower_layer::Layer as _;
+
+use crate::admin::AdminState;
+use crate::config::{Config, TokenSource};
+use crate::error::ProxyError;
+use crate::forward::{ConnectionInfo, Forwarder, ProxyBody, TunnelControl};
+use crate::reload::{PolicyWatcher, reload_policy};
+use crate::telemetry::Metrics;
+use crate::tls;
+
+/// How long a client has to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client has to send a request's headers (slowloris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+type Stack = IamJoinService<Forwarder>;
+/// What the proxy answers: the upstream's streamed response or the layer's own.
+pub type ResponseBody = Either<ProxyBody, Full<Bytes>>;
+
+/// A bound, ready-to-serve proxy. [`Proxy::bind`] does every check that can fail (policy, TLS
+/// files, keys, listeners), so a proxy that binds will serve.
+pub struct Proxy {
+    listener: TcpListener,
+    admin_listener: Option<TcpListener>,
+    tls: Option<TlsAcceptor>,
+    layer: IamJoinLayer,
+    forwarder: Forwarder,
+    tunnels: TunnelControl,
+    metrics: Metrics,
+    draining: Arc<AtomicBool>,
+    tokens_path: Option<PathBuf>,
+    _watcher: Option<PolicyWatcher>,
+    drain_timeout: Duration,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("listen", &self.listener.local_addr().ok())
+            .field(
+                "admin",
+                &self
+                    .admin_listener
+                    .as_ref()
+                    .and_then(|l| l.local_addr().ok()),
+            )
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A handle on a running proxy: reload its policy, look at its layer.
+#[derive(Clone, Debug)]
+pub struct ProxyHandle {
+    layer: IamJoinLayer,
+    tokens_path: Option<PathBuf>,
+}
+
+impl ProxyHandle {
+    /// Reloads the token policy from its file or directory (as SIGHUP does). Returns the number
+    /// of tokens loaded; on error the old policy stays. `None` if the policy is not from disk.
+    pub fn reload_policy(
+        &self,
+        reason: &str,
+    ) -> Option<Result<usize, iam_join_core::policy::PolicyError>> {
+        let path = self.tokens_path.as_deref()?;
+        Some(reload_policy(&self.layer, path, reason))
+    }
+
+    /// The IAM join layer (its policy handle, verifier).
+    pub fn layer(&self) -> &IamJoinLayer {
+        &self.layer
+    }
+}
+
+/// Loads the token policy of `source`, logging its warnings.
+///
+/// # Errors
+///
+/// The policy does not load.
+pub fn load_policy(source: &TokenSource) -> Result<TokenPolicy, ProxyError> {
+    let policy = match source {
+        TokenSource::Path(p) => TokenPolicy::load(p)?,
+        TokenSource::Inline { yaml, name } => TokenPolicy::from_yaml_str(yaml, name)?,
+    };
+    for warning in policy.warnings() {
+        tracing::warn!(%warning, "token policy warning");
+    }
+    Ok(policy)
+}
+
+/// Reads the challenge key file: its bytes, surrounding whitespace removed, at least 32.
+///
+/// # Errors
+///
+/// The file cannot be read or is too short.
+pub fn read_challenge_key(path: &Path) -> Result<ChallengeKey, ProxyError> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        ProxyError::config("challenge_key_file", format!("{}: {e}", path.display()))
+    })?;
+    ChallengeKey::from_bytes(bytes.trim_ascii()).map_err(|e| {
+        ProxyError::config(
+            "challenge_key_file",
+            format!(
+                "{}: {e} (make one with `openssl rand -hex 32`)",
+                path.display()
+            ),
+        )
+    })
+}
+
+/// The layer builder for `config`, without Redis or a meter.
+///
+/// # Errors
+///
+/// The challenge key file is unusable.
+pub fn layer_builder(
+    config: &Config,
+    policy: TokenPolicy,
+) -> Result<IamJoinLayerBuilder, ProxyError> {
+    let mut b = IamJoinLayer::builder()
+        .policy(policy)
+        .prefix(config.prefix.clone())
+        .public_paths(config.public_paths.iter().cloned())
+        .challenge_paths(config.challenge_paths.iter().cloned())
+        .fips(config.sts.fips)
+        .extra_regions(config.sts.extra_regions.iter().cloned())
+        .sts_timeouts(config.sts.connect_timeout, config.sts.timeout)
+        .cache_capacity(config.cache.capacity)
+        .negative_ttl(config.cache.negative_ttl)
+        .rate_limits(config.rate_limits)
+        .trusted_proxies(config.trusted_proxies.iter().copied())
+        .identity_headers(true);
+    for (host, url) in &config.sts.overrides {
+        b = b.sts_override(host.clone(), url.clone());
+    }
+    if let Some(a) = &config.audience {
+        b = b.audience(a.clone());
+    }
+    if let Some(t) = &config.default_token {
+        b = b.default_token(t.clone());
+    }
+    if let Some(path) = &config.challenge_key_file {
+        b = b.challenge_key(read_challenge_key(path)?);
+    }
+    Ok(b)
+}
+
+/// Maps a layer build error to the configuration field it is about.
+pub fn build_error(e: &BuildError) -> ProxyError {
+    let field = match e {
+        BuildError::NoBinding => "audience",
+        BuildError::BadPrefix(_) => "prefix",
+        BuildError::BadAudience(_) => "audience",
+        BuildError::BadOverride(_) => "sts.overrides",
+        BuildError::BadRegion(_) => "sts.extra_regions",
+        BuildError::BadRate(name) => match *name {
+            "per_client" => "rate_limits.per_client",
+            "sts_budget" => "rate_limits.sts_budget",
+            _ => "rate_limits.per_account",
+        },
+        BuildError::BadTokenName(_) => "default_token",
+        _ => "config",
+    };
+    ProxyError::config(field, e.to_string())
+}
+
+/// Everything `check-config` verifies without binding or connecting: the token policy, the
+/// challenge key, the TLS files, the upstream CA file, and the layer settings. Returns the
+/// loaded policy.
+///
+/// # Errors
+///
+/// The first problem found, naming its field.
+pub fn check_config(config: &Config) -> Result<TokenPolicy, ProxyError> {
+    let policy = load_policy(&config.tokens)?;
+    if let Some(t) = &config.tls {
+        tls::server_config(&t.cert, &t.key)?;
+    }
+    tls::upstream_client_config(config.upstream.ca_file.as_deref())?;
+    layer_builder(config, policy.clone())?
+        .build()
+        .map_err(|e| build_error(&e))?;
+    Ok(policy)
+}
+
+impl Proxy {
+    /// Loads the policy and keys, builds the layer and the upstream client, binds the
+    /// listeners and starts watching the token files.
+    ///
+    /// # Errors
+    ///
+    /// Any unusable setting or file (naming its field), or a listener that cannot be bound.
+    pub async fn bind(config: Config) -> Result<Self, ProxyError> {
+        let policy = load_policy(&config.tokens)?;
+        let tokens = policy.len();
+        let metrics = Metrics::new()?;
+        let layer = Self::build_layer(&config, policy, metrics.meter()).await?;
+        let tls = match &config.tls {
+            Some(t) => Some(TlsAcceptor::from(Arc::new(tls::server_config(
+                &t.cert, &t.key,
+            )?))),
+            None => None,
+        };
+        let (tunnels, tunnel_handle) = TunnelControl::new();
+        let forwarder = Forwarder::new(
+            &config.upstream,
+            config.trusted_proxies.clone(),
+            tunnel_handle,
+        )?;
+
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|error| ProxyError::Bind {
+                    field: "listen",
+                    addr: config.listen,
+                    error,
+                })?;
+        let admin_listener = match &config.admin {
+            Some(a) => {
+                Some(
+                    TcpListener::bind(a.listen)
+                        .await
+                        .map_err(|error| ProxyError::Bind {
+                            field: "admin.listen",
+                            addr: a.listen,
+                            error,
+                        })?,
+                )
+            }
+            None => None,
+        };
+        let tokens_path = config.tokens_path().map(Path::to_owned);
+        let watcher = match &tokens_path {
+            Some(p) => Some(PolicyWatcher::start(p.clone(), layer.clone())?),
+            None => None,
+        };
+        tracing::info!(
+            listen = %listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string()),
+            tls = tls.is_some(),
+            upstream = %config.upstream.url,
+            admin = ?admin_listener.as_ref().and_then(|l| l.local_addr().ok()),
+            tokens,
+            "iam-join-proxy ready"
+        );
+        Ok(Self {
+            listener,
+            admin_listener,
+            tls,
+            layer,
+            forwarder,
+            tunnels,
+            metrics,
+            draining: Arc::new(AtomicBool::new(false)),
+            tokens_path,
+            _watcher: watcher,
+            drain_timeout: config.drain_timeout,
+        })
+    }
+
+    async fn build_layer(
+        config: &Config,
+        policy: TokenPolicy,
+        meter: Meter,
+    ) -> Result<IamJoinLayer, ProxyError> {
+        #[allow(unused_mut)]
+        let mut builder = layer_builder(config, policy)?.meter(meter);
+        #[cfg(feature = "redis")]
+        if let Some(r) = &config.redis {
+            use iam_join_tower::redis::{RedisBackend, RedisConfig};
+            let backend = RedisBackend::connect(
+                RedisConfig {
+                    url: r.url.clone(),
+                    key_prefix: r.key_prefix.clone(),
+                    connect_timeout: r.connect_timeout,
+                    command_timeout: r.command_timeout,
+                },
+                config.rate_limits,
+            )
+            .await
+            .map_err(|e| ProxyError::Redis(e.to_string()))?
+            // Wait for another replica's STS call about as long as our own could take.
+            .with_fill_wait(config.sts.timeout);
+            builder = builder
+                .replay_store(backend.replay_store())
+                .rate_limiter(backend.rate_limiter())
+                .shared_cache(backend.shared_cache());
+            tracing::info!("replay store, rate limits and cache shared through redis");
+        }
+        builder.build().map_err(|e| build_error(&e))
+    }
+
+    /// The proxy listener's address (with the real port when `listen` used port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The admin listener's address, if there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    /// A handle for reloading the policy while the proxy serves.
+    pub fn handle(&self) -> ProxyHandle {
+        ProxyHandle {
+            layer: self.layer.clone(),
+            tokens_path: self.tokens_path.clone(),
+        }
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests (and
+    /// upgraded connections) finish for up to `drain_timeout`, and closes what is left.
+    ///
+    /// # Errors
+    ///
+    /// None at present; the result leaves room for fatal serving errors.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ProxyError> {
+        let Self {
+            listener,
+            admin_listener,
+            tls,
+            layer,
+            forwarder,
+            mut tunnels,
+            metrics,
+            draining,
+            tokens_path: _,
+            _watcher,
+            drain_timeout,
+        } = self;
+
+        let (admin_stop, admin_stop_rx) = tokio::sync::watch::channel(false);
+        let admin_task = admin_listener.map(|l| {
+            let state = AdminState {
+                metrics,
+                policy: layer.policy().clone(),
+                draining: Arc::clone(&draining),
+            };
+            tokio::spawn(serve_admin(l, state, admin_stop_rx))
+        });
+
+        let stack: Stack = layer.layer(forwarder);
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        builder.http2().timer(TokioTimer::new());
+        let graceful = GracefulShutdown::new();
+        let mut conns = JoinSet::new();
+
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                accepted = listener.accept() => {
+                    let (tcp, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off, keep serving.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    let info = ConnectionInfo { peer, tls: tls.is_some() };
+                    let service = connection_service(stack.clone(), info);
+                    let watcher = graceful.watcher();
+                    let builder = builder.clone();
+                    let tls = tls.clone();
+                    conns.spawn(async move {
+                        let result = match tls {
+                            Some(acceptor) => {
+                                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                                    Ok(Ok(stream)) => {
+                                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                                        watcher.watch(conn.into_owned()).await
+                                    }
+                                    Ok(Err(e)) => {
+                                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                        return;
+                                    }
+                                    Err(_) => {
+                                        tracing::debug!(%peer, "TLS handshake timed out");
+                                        return;
+                                    }
+                                }
+                            }
+                            None => {
+                                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+                                watcher.watch(conn.into_owned()).await
+                            }
+                        };
+                        if let Err(e) = result {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+            }
+        }
+
+        // Stop accepting; tell load balancers; let in-flight work finish.
+        drop(listener);
+        draining.store(true, Ordering::Relaxed);
+        tracing::info!(
+            connections = graceful.count(),
+            drain_timeout = ?drain_timeout,
+            "shutting down: draining in-flight requests"
+        );
+        drop(stack);
+        let drain = async {
+            graceful.shutdown().await;
+            while conns.join_next().await.is_some() {}
+            tunnels.wait().await;
+        };
+        if tokio::time::timeout(drain_timeout, drain).await.is_err() {
+            tracing::warn!("drain timeout reached: closing the remaining connections");
+            tunnels.close_all();
+        }
+        conns.shutdown().await;
+        let _ = admin_stop.send(true);
+        if let Some(t) = admin_task {
+            let _ = t.await;
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The per-connection service: records the peer for the layer (rate limits) and the forwarder
+/// (`X-Forwarded-*`), then runs the layer and the forwarder.
+fn connection_service(
+    stack: Stack,
+    info: ConnectionInfo,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<ResponseBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<ResponseBody>, Infallible>> + Send + 'static,
+> + Clone {
+    hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(ClientAddr(info.peer));
+        req.extensions_mut().insert(info);
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let started = Instant::now();
+        let call = stack.clone().oneshot(req);
+        async move {
+            let resp = call.await?;
+            tracing::debug!(
+                %method,
+                path,
+                status = resp.status().as_u16(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "request"
+            );
+            Ok(resp)
+        }
+    })
+}
+
+async fn serve_admin(
+    listener: TcpListener,
+    state: AdminState,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = crate::forward::until_true(&mut stop) => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => {
+                let Ok((tcp, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let state = state.clone();
+                conns.spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let resp = state.handle(&req);
+                        async move { Ok::<_, Infallible>(resp) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_READ_TIMEOUT)
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        }
+    }
+    conns.shutdown().await;
+}

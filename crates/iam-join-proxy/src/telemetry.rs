@@ -1,0 +1,86 @@
+//! Metrics (OpenTelemetry, exported as Prometheus text) and logs (tracing-subscriber).
+//!
+//! The exporter is configured so the Prometheus names are exactly DESIGN §9's: the layer's
+//! instruments already carry `_total` and `_seconds`, so the exporter's own counter and unit
+//! suffixes are turned off, and the `otel_scope_*` labels are left out.
+
+use std::io::IsTerminal as _;
+
+use opentelemetry::metrics::{Meter, MeterProvider as _};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use prometheus::{Encoder as _, TextEncoder};
+
+use crate::config::{LogConfig, LogFormat};
+use crate::error::ProxyError;
+
+/// A meter provider whose instruments are read by a private Prometheus registry. No global
+/// provider is installed, so several proxies can live in one process (tests).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: prometheus::Registry,
+    provider: SdkMeterProvider,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// A new registry, exporter and provider.
+    ///
+    /// # Errors
+    ///
+    /// The exporter could not be registered.
+    pub fn new() -> Result<Self, ProxyError> {
+        let registry = prometheus::Registry::new();
+        let exporter = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .without_counter_suffixes()
+            .without_units()
+            .scope_info_enabled(false)
+            .build()
+            .map_err(|e| ProxyError::Metrics(e.to_string()))?;
+        let provider = SdkMeterProvider::builder()
+            .with_resource(
+                Resource::builder()
+                    .with_service_name("iam-join-proxy")
+                    .build(),
+            )
+            .with_reader(exporter)
+            .build();
+        Ok(Self { registry, provider })
+    }
+
+    /// The meter to hand to the layer.
+    pub fn meter(&self) -> Meter {
+        self.provider.meter("iam-join-proxy")
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Installs the global `tracing` subscriber for the binary: JSON or human lines on stderr,
+/// filtered by `RUST_LOG` if set, else by `log.level`. Does nothing if one is installed.
+pub fn init_logging(log: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = match log.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}

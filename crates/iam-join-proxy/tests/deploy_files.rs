@@ -1,0 +1,115 @@
+//! The files in `deploy/` stay consistent with the code: the seed token, the Kubernetes
+//! ConfigMaps, and the Grafana dashboard's metric names.
+
+use std::path::{Path, PathBuf};
+
+use iam_join_core::policy::TokenPolicy;
+use iam_join_proxy::Config;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(workspace().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// DESIGN §9.
+const DESIGN_METRICS: &[&str] = &[
+    "iam_join_requests_total",
+    "iam_join_verify_duration_seconds",
+    "iam_join_sts_requests_total",
+    "iam_join_sts_duration_seconds",
+    "iam_join_cache_lookups_total",
+    "iam_join_cache_entries",
+    "iam_join_rate_limited_total",
+    "iam_join_challenges_total",
+    "iam_join_policy_reloads_total",
+];
+
+#[test]
+fn demo_and_deploy_token_files_are_the_seed_token_unchanged() {
+    let seed = read("crates/iam-join-core/tests/fixtures/token.yaml");
+    assert_eq!(read("deploy/tokens/token.yaml"), seed);
+    assert_eq!(iam_join_proxy::demo::DEMO_TOKENS, seed);
+}
+
+fn configmap_data(key: &str) -> String {
+    let text = read("deploy/kubernetes/configmap.yaml");
+    for doc in serde_norway::Deserializer::from_str(&text) {
+        let value: serde_norway::Value = serde::Deserialize::deserialize(doc).expect("yaml");
+        if let Some(s) = value
+            .get("data")
+            .and_then(|d| d.get(key))
+            .and_then(|v| v.as_str())
+        {
+            return s.to_owned();
+        }
+    }
+    panic!("no ConfigMap holds {key}");
+}
+
+#[test]
+fn kubernetes_configmaps_hold_a_valid_config_and_the_seed_token() {
+    let config = Config::from_yaml_str(
+        &configmap_data("config.yaml"),
+        Path::new("/etc/iam-join-proxy/config"),
+    )
+    .expect("the ConfigMap's config.yaml is valid");
+    assert_eq!(
+        config.tokens_path(),
+        Some(Path::new("/etc/iam-join-proxy/tokens"))
+    );
+    assert_eq!(config.admin.map(|a| a.listen.port()), Some(9090));
+
+    let ours = TokenPolicy::from_yaml_str(&configmap_data("token.yaml"), "x").expect("tokens load");
+    let seed =
+        TokenPolicy::from_yaml_str(&read("deploy/tokens/token.yaml"), "x").expect("seed loads");
+    assert_eq!(ours.describe(), seed.describe());
+}
+
+#[test]
+fn grafana_dashboard_uses_only_design_metric_names_and_covers_the_required_panels() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("deploy/grafana/iam-join-proxy.json")).expect("dashboard JSON");
+    let mut exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            exprs.push(target["expr"].as_str().expect("expr").to_owned());
+        }
+    }
+    let mut used = std::collections::BTreeSet::new();
+    for expr in &exprs {
+        let mut rest = expr.as_str();
+        while let Some(i) = rest.find("iam_join_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[i + name.len()..];
+            let base = name.strip_suffix("_bucket").unwrap_or(&name).to_owned();
+            assert!(
+                DESIGN_METRICS.contains(&base.as_str()),
+                "{name} is not a DESIGN §9 metric"
+            );
+            used.insert(base);
+        }
+    }
+    for required in [
+        "iam_join_requests_total",
+        "iam_join_verify_duration_seconds",
+        "iam_join_sts_requests_total",
+        "iam_join_sts_duration_seconds",
+        "iam_join_cache_lookups_total",
+        "iam_join_rate_limited_total",
+    ] {
+        assert!(used.contains(required), "no panel uses {required}");
+    }
+}
+
+#[test]
+fn deploy_example_config_loads() {
+    let config =
+        Config::load(&workspace().join("deploy/config.yaml")).expect("deploy/config.yaml is valid");
+    assert!(config.tokens_path().is_some_and(|p| p.ends_with("tokens/")));
+}
