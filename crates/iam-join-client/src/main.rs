@@ -4,7 +4,11 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 // The doc comments on the clap types are `--help` text, not rustdoc.
-#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags, rustdoc::bare_urls)]
+#![allow(
+    rustdoc::broken_intra_doc_links,
+    rustdoc::invalid_html_tags,
+    rustdoc::bare_urls
+)]
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
@@ -273,6 +277,12 @@ async fn main() -> ExitCode {
     }
 }
 
+fn quiet_signer() -> tracing_subscriber::filter::Directive {
+    "aws_sigv4=info"
+        .parse()
+        .unwrap_or_else(|_| unreachable!("a valid directive"))
+}
+
 fn init_logging(verbose: bool) {
     let default = if verbose {
         "info,iam_join=debug,iam_join_client=debug"
@@ -280,6 +290,9 @@ fn init_logging(verbose: bool) {
         "warn"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // aws-sigv4 logs header values and the canonical query (session token, challenge) at
+    // debug/trace: never let it, whatever RUST_LOG says.
+    let filter = filter.add_directive(quiet_signer());
     // A second init (never happens here) would only fail; logging is best effort.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -313,6 +313,9 @@ pub fn check_request(
     if !auth.signed_headers.iter().any(|h| h == "host") {
         return Err(malformed("host must be a signed header"));
     }
+    if auth.signed_headers.iter().any(|h| h == "authorization") {
+        return Err(malformed("authorization cannot be a signed header"));
+    }
     if let Some(h) = auth
         .signed_headers
         .iter()
@@ -619,6 +622,14 @@ fn parse_signed_headers(list: &str) -> Result<Vec<String>, VerifyError> {
 }
 
 fn parse_presigned_query(query: &str) -> Result<AuthParams, VerifyError> {
+    if !query
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:@/?".contains(&b))
+    {
+        return Err(malformed(
+            "the presigned query has characters that must be percent-encoded",
+        ));
+    }
     let mut seen: Vec<(String, String)> = Vec::new();
     for pair in query.split('&') {
         let (name, value) = pair

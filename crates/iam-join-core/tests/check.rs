@@ -532,7 +532,10 @@ fn signed_connection_level_headers_are_malformed() {
         let identity = creds(true).into();
         let url = raw.url.clone();
         let extra = [
-            ("content-type", "application/x-www-form-urlencoded; charset=utf-8"),
+            (
+                "content-type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            ),
             ("x-iam-join-audience", AUDIENCE),
             (header, "chunked"),
         ];

@@ -74,7 +74,13 @@ impl Metrics {
 pub fn init_logging(log: &LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        // Signing libraries log header values at debug/trace; proofs must never reach logs.
+        .add_directive(
+            "aws_sigv4=info"
+                .parse()
+                .unwrap_or_else(|_| unreachable!("a valid directive")),
+        );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

@@ -137,8 +137,17 @@ where
             "/verify" => Some(Endpoint::Verify),
             _ => None,
         });
-    let public = endpoint.is_none() && path_matches(&settings.public_paths, path);
-    let require_challenge = path_matches(&settings.challenge_paths, path);
+    let normal = normalize_path(path);
+    let public = endpoint.is_none()
+        && normal.as_deref() == Some(path)
+        && path_matches(&settings.public_paths, path);
+    let require_challenge = match &normal {
+        Some(n) => {
+            path_matches(&settings.challenge_paths, n)
+                || path_matches(&settings.challenge_paths, path)
+        }
+        None => !settings.challenge_paths.is_empty(),
+    };
 
     match endpoint {
         Some(Endpoint::Challenge) => {
@@ -290,6 +299,15 @@ fn extract_proof(headers: &HeaderMap) -> Result<(String, Carrier), Denial> {
         let v = v
             .to_str()
             .map_err(|_| malformed("X-IAM-Join-Proof is not ASCII"))?;
+        let bearer_proof = headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(token_from_authorization)
+            .any(|t| t.starts_with(IAM_JOIN_V1_PREFIX) || t.starts_with(K8S_AWS_V1_PREFIX));
+        if bearer_proof {
+            return Err(malformed("send exactly one proof"));
+        }
         return Ok((v.trim().to_owned(), Carrier::ProofHeader));
     }
     let mut ours = headers
@@ -371,4 +389,52 @@ pub fn set_identity_headers(headers: &mut HeaderMap, id: &VerifiedIdentity) {
             headers.insert(HeaderName::from_static(name), v);
         }
     }
+}
+
+/// The path as an upstream that normalises would see it: `%XX` of unreserved characters
+/// decoded, `.` and `..` resolved, repeated slashes merged. `None` for paths with an encoded or
+/// literal separator (`%2f`, `%5c`, `\`) whose meaning depends on the upstream: those are never
+/// public and always need a challenge where challenge paths are configured.
+fn normalize_path(path: &str) -> Option<String> {
+    let lower = path.to_ascii_lowercase();
+    if path.contains('\\') || lower.contains("%2f") || lower.contains("%5c") {
+        return None;
+    }
+    let b = path.as_bytes();
+    let mut decoded = String::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let h = std::str::from_utf8(&b[i + 1..i + 3]).ok()?;
+            let v = u8::from_str_radix(h, 16).ok()?;
+            if v.is_ascii_alphanumeric() || b"-._~".contains(&v) {
+                decoded.push(v as char);
+            } else {
+                decoded.push_str(&path[i..i + 3]);
+            }
+            i += 3;
+        } else {
+            decoded.push(b[i] as char);
+            i += 1;
+        }
+    }
+    let mut segs: Vec<&str> = Vec::new();
+    for s in decoded.split('/') {
+        match s {
+            "" | "." => {}
+            ".." => {
+                segs.pop();
+            }
+            s => segs.push(s),
+        }
+    }
+    let mut out = format!("/{}", segs.join("/"));
+    if decoded.ends_with('/')
+        && out != "/"
+        && !decoded.ends_with("/./")
+        && !decoded.ends_with("/../")
+    {
+        out.push('/');
+    }
+    Some(out)
 }

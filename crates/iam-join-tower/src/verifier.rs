@@ -21,8 +21,7 @@ use crate::ratelimit::{LimitScope, RateDecision, RateLimiterBackend};
 use crate::replay::ReplayStore;
 use crate::sts::StsClient;
 
-static LAST_FAIL_OPEN_WARNING: std::sync::atomic::AtomicI64 =
-    std::sync::atomic::AtomicI64::new(0);
+static LAST_FAIL_OPEN_WARNING: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
 /// How long callers are told to wait when STS or the replay store is unavailable.
 const UNAVAILABLE_RETRY: Duration = Duration::from_secs(1);
@@ -312,11 +311,14 @@ impl Verifier {
                         self.fetch_outcome(checked).await
                     })
                     .await;
-                self.cache_metric(if ran.load(Ordering::Relaxed) {
-                    "miss"
+                if ran.load(Ordering::Relaxed) {
+                    self.cache_metric("miss");
+                    // Keeps entry_count (the iam_join_cache_entries gauge) current; misses
+                    // already paid for an STS call, so this costs nothing noticeable.
+                    self.cache.run_pending_tasks().await;
                 } else {
-                    "coalesced"
-                });
+                    self.cache_metric("coalesced");
+                }
                 result.map_err(|e| (*e).clone())?
             }
         };

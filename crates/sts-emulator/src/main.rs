@@ -46,7 +46,13 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("sts_emulator=info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("sts_emulator=info"))
+                // aws-sigv4 logs the canonical request (session tokens) at debug/trace.
+                .add_directive(
+                    "aws_sigv4=info"
+                        .parse()
+                        .unwrap_or_else(|_| unreachable!("a valid directive")),
+                ),
         )
         .with_writer(std::io::stderr)
         .init();
