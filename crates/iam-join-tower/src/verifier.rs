@@ -302,24 +302,36 @@ impl Verifier {
                 hit
             }
             None => {
-                self.limit(LimitScope::Client, client_key).await?;
-                let ran = AtomicBool::new(false);
-                let result = self
-                    .cache
-                    .try_get_with(key, async {
-                        ran.store(true, Ordering::Relaxed);
-                        self.fetch_outcome(checked).await
-                    })
-                    .await;
-                if ran.load(Ordering::Relaxed) {
-                    self.cache_metric("miss");
-                    // Keeps entry_count (the iam_join_cache_entries gauge) current; misses
-                    // already paid for an STS call, so this costs nothing noticeable.
-                    self.cache.run_pending_tasks().await;
-                } else {
-                    self.cache_metric("coalesced");
+                // The per-client limit is charged inside the init future, so only the request
+                // that really makes the STS call pays; requests coalesced onto it do not. A
+                // waiter that got another client's rate-limit answer tries once more on its own.
+                let mut retried = false;
+                loop {
+                    let ran = AtomicBool::new(false);
+                    let result = self
+                        .cache
+                        .try_get_with(key, async {
+                            ran.store(true, Ordering::Relaxed);
+                            self.limit(LimitScope::Client, client_key).await?;
+                            self.fetch_outcome(checked).await
+                        })
+                        .await;
+                    let ran = ran.load(Ordering::Relaxed);
+                    if ran {
+                        self.cache_metric("miss");
+                        // Keeps entry_count (the iam_join_cache_entries gauge) current; misses
+                        // already paid for an STS call, so this costs nothing noticeable.
+                        self.cache.run_pending_tasks().await;
+                    } else {
+                        self.cache_metric("coalesced");
+                    }
+                    match result {
+                        Err(e) if !ran && !retried && e.code() == ErrorCode::RateLimited => {
+                            retried = true;
+                        }
+                        other => break other.map_err(|e| (*e).clone())?,
+                    }
                 }
-                result.map_err(|e| (*e).clone())?
             }
         };
         match outcome {

@@ -773,3 +773,26 @@ async fn builder_rejects_bad_configuration_with_typed_errors() {
         Err(BuildError::BadRegion(_))
     ));
 }
+
+#[tokio::test]
+async fn coalesced_requests_are_not_charged_to_the_per_client_limit() {
+    let h = harness(|b| b.rate_limits(RateLimits::default())).await;
+    h.emulator.set_latency(Duration::from_millis(100));
+    let t = Arc::new(proof(&node()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..500 {
+        let (layer, t) = (h.layer.clone(), Arc::clone(&t));
+        tasks.spawn(async move { get(&layer, "/app", Some(&t)).await.status });
+    }
+    let mut ok = 0;
+    while let Some(s) = tasks.join_next().await {
+        if s.unwrap() == StatusCode::OK {
+            ok += 1;
+        }
+    }
+    assert_eq!(
+        ok, 500,
+        "one client, one proof: only the STS call is charged"
+    );
+    assert_eq!(h.emulator.calls(), 1);
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs every benchmark of benches/RESULTS.md once, in order, and keeps the output:
+# criterion (core, layer) and its report, the load benchmark without and with the proxy's JSON
+# logs, the wrk cross-check (if wrk is installed) and the memory measurement.
+#
+#   benches/run.sh                 # about 8 minutes on 2 cores
+#   OUT=/tmp/bench benches/run.sh  # where the outputs go (default target/bench-results/<time>)
+#
+# Everything listens on 127.0.0.1 only and every loop is bounded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=${OUT:-target/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$OUT"
+echo "outputs in $OUT"
+
+{
+  date -u +%Y-%m-%dT%H:%M:%SZ
+  echo "nproc: $(nproc)"
+  grep -m1 'model name' /proc/cpuinfo || true
+  uname -sr
+  uptime
+} | tee "$OUT/machine.txt"
+
+cargo build --release -q -p iam-join-benches --benches --bins
+
+cargo bench -p iam-join-benches --bench core --bench layer -- --warm-up-time 1 --measurement-time 3 \
+  2>&1 | tee "$OUT/criterion.txt" | grep -E '^(proof size|cache_hit interleaved)|^[a-z_]+/.*time:|^ +time:' || true
+./target/release/report target/criterion | tee "$OUT/criterion-report.md"
+
+./target/release/load --rounds 5 --seconds 4 | tee "$OUT/load.txt"
+./target/release/load --rounds 5 --seconds 4 --burst 10 --log json 2>/dev/null | tee "$OUT/load-json-logs.txt"
+
+if command -v wrk >/dev/null; then
+  benches/wrk.sh | tee "$OUT/wrk.txt"
+fi
+
+./target/release/memory | tee "$OUT/memory.txt"
+uptime | tee -a "$OUT/machine.txt"
