@@ -1,4 +1,5 @@
-//! The `iam-join` binary: what it prints, what it never prints, and `whoami` against a verifier.
+//! The `iam-join` binary: what it prints, what it never prints, and `whoami` against the real
+//! verifying layer (`IamJoinLayer` in front of the sts-emulator, on 127.0.0.1).
 #![cfg(all(feature = "cli", feature = "aws-config"))]
 
 mod common;
@@ -10,8 +11,8 @@ use iam_join_client::{SignedStsRequestExt, decode_proof_token};
 use sts_emulator::{Emulator, TestIdentity, default_identities};
 
 use common::{
-    assert_no_secrets, iam_join, run, send_presigned, single_line, start_fake_verifier,
-    verify_at_emulator,
+    AUDIENCE, assert_is_identity, assert_no_secrets, iam_join, run, send_presigned, send_to_app,
+    single_line, start_verifier, verify_at_emulator, whoami_json,
 };
 
 /// `iam-join` with `identity`'s keys in the environment.
@@ -150,6 +151,32 @@ async fn k8s_tokens_from_both_spellings_verify_with_the_cluster_id() {
 }
 
 #[tokio::test]
+async fn k8s_token_verb_output_is_admitted_by_the_layer_whose_audience_is_the_cluster_id() {
+    let verifier = start_verifier("prod-eks").await;
+    let home = tempfile::tempdir().unwrap();
+    let node = &default_identities()[1];
+    let mut cmd = with_env_credentials(home.path(), node);
+    cmd.env("AWS_REGION", "us-west-2")
+        .args(["k8s-token", "--cluster-id", "prod-eks"]);
+    let token = single_line(&run(cmd).await);
+    assert!(token.starts_with("k8s-aws-v1."), "{token}");
+    let me = verifier
+        .client()
+        .whoami(&token, None)
+        .await
+        .expect("admitted");
+    assert_eq!(
+        (me.account.as_str(), me.arn.as_str()),
+        (node.account.as_str(), node.arn.as_str())
+    );
+    assert_eq!(me.raw["binding"], "audience", "{}", me.raw);
+    assert_eq!(
+        send_to_app(&verifier, "/app", &token).await,
+        (200, node.arn.clone())
+    );
+}
+
+#[tokio::test]
 async fn conflicting_or_misplaced_options_are_usage_errors() {
     let home = tempfile::tempdir().unwrap();
     for args in [
@@ -196,17 +223,16 @@ async fn every_verb_has_help() {
 
 #[tokio::test]
 async fn whoami_with_audience_prints_the_verified_identity() {
-    let sts = Emulator::start().await.expect("emulator");
-    let verifier = start_fake_verifier(sts.addr(), "teleport.example.com").await;
+    let verifier = start_verifier(AUDIENCE).await;
     let home = tempfile::tempdir().unwrap();
     let node = &default_identities()[1];
     let mut cmd = with_env_credentials(home.path(), node);
     cmd.env("AWS_REGION", "us-west-2").args([
         "whoami",
         "--proxy",
-        &format!("http://{verifier}"),
+        &verifier.url(),
         "--audience",
-        "teleport.example.com",
+        AUDIENCE,
         "--token",
         "iam-token",
     ]);
@@ -230,18 +256,19 @@ async fn whoami_with_audience_prints_the_verified_identity() {
     assert!(stdout.contains("iam-token"), "{stdout}");
     assert!(stdout.contains("audience"), "{stdout}");
     assert!(!stdout.contains("iam-join-v1."));
+    assert_eq!(verifier.sts.calls(), 1, "the proof was checked at STS");
 }
 
 #[tokio::test]
 async fn whoami_with_challenge_and_teleport_config_prints_json() {
-    let sts = Emulator::start().await.expect("emulator");
-    let verifier = start_fake_verifier(sts.addr(), "unused").await;
+    let verifier = start_verifier("unused").await;
     let home = tempfile::tempdir().unwrap();
     let config = home.path().join("teleport.yaml");
     std::fs::write(
         &config,
         format!(
-            "teleport:\n  join_params:\n    token_name: iam-token\n    method: iam\n  proxy_server: http://{verifier}\nssh_service:\n  enabled: yes\n"
+            "teleport:\n  join_params:\n    token_name: iam-token\n    method: iam\n  proxy_server: {}\nssh_service:\n  enabled: yes\n",
+            verifier.url()
         ),
     )
     .unwrap();
@@ -257,33 +284,89 @@ async fn whoami_with_challenge_and_teleport_config_prints_json() {
         "get",
     ]);
     let out = run(cmd).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let v = whoami_json(&out);
     assert_eq!(v["account"], "111111111111");
     assert_eq!(v["arn"], alice.arn.as_str());
+    assert_is_identity(&v, alice);
     assert_eq!(v["token"], "iam-token");
     assert_eq!(v["binding"], "challenge");
     assert_eq!(v["region"], "eu-west-1");
+    assert_no_secrets(&out, &secrets(alice), None);
+}
+
+#[tokio::test]
+async fn whoami_with_challenge_succeeds_once_per_challenge_and_a_replayed_proof_is_refused() {
+    let verifier = start_verifier(AUDIENCE).await;
+    let home = tempfile::tempdir().unwrap();
+    let node = &default_identities()[1];
+
+    // Each `whoami --challenge` fetches its own challenge, so running it again works.
+    for _ in 0..2 {
+        let mut cmd = with_env_credentials(home.path(), node);
+        cmd.env("AWS_REGION", "us-west-2").args([
+            "whoami",
+            "--proxy",
+            &verifier.url(),
+            "--challenge",
+            "--json",
+        ]);
+        let v = whoami_json(&run(cmd).await);
+        assert_is_identity(&v, node);
+        assert_eq!(v["binding"], "challenge");
+    }
+
+    // Capture one proof: challenge from the library, proof from the binary.
+    let client = verifier.client();
+    let challenge = client.fetch_challenge().await.expect("challenge");
+    assert_eq!(challenge.header, "x-teleport-challenge");
+    let mut cmd = with_env_credentials(home.path(), node);
+    cmd.env("AWS_REGION", "us-west-2")
+        .args(["token", "--challenge", &challenge.challenge]);
+    let out = run(cmd).await;
+    let proof = single_line(&out);
+    assert_no_secrets(&out, &secrets(node), Some(&proof));
+    assert_eq!(
+        decode_proof_token(&proof)
+            .unwrap()
+            .header("x-teleport-challenge"),
+        Some(challenge.challenge.as_str())
+    );
+
+    let first = client
+        .whoami(&proof, Some("iam-token"))
+        .await
+        .expect("first use of the challenge is admitted");
+    assert_eq!(
+        (first.account.as_str(), first.arn.as_str()),
+        (node.account.as_str(), node.arn.as_str())
+    );
+    let calls = verifier.sts.calls();
+    let replay = client
+        .whoami(&proof, Some("iam-token"))
+        .await
+        .expect_err("a replayed challenge proof is refused");
+    assert_eq!(replay.server_code(), Some("challenge_reused"), "{replay}");
+    // Refused before any STS work.
+    assert_eq!(verifier.sts.calls(), calls);
+    // Nor does it get past the layer to the application.
+    let (status, body) = send_to_app(&verifier, "/app", &proof).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("challenge_reused"), "{body}");
 }
 
 #[tokio::test]
 async fn whoami_refusal_shows_the_verifiers_code_and_message() {
-    let sts = Emulator::start().await.expect("emulator");
-    let verifier = start_fake_verifier(sts.addr(), "teleport.example.com").await;
+    let verifier = start_verifier(AUDIENCE).await;
     let home = tempfile::tempdir().unwrap();
     for (audience, token, code) in [
-        ("teleport.example.com", "unknown", "unknown_token"),
+        (AUDIENCE, "unknown", "unknown_token"),
         ("other.example.com", "iam-token", "audience_mismatch"),
     ] {
         let mut cmd = with_env_credentials(home.path(), &default_identities()[0]);
         cmd.env("AWS_REGION", "us-west-2").args([
             "whoami",
             "--proxy",
-            &format!("http://{verifier}"),
+            &verifier.url(),
             "--audience",
             audience,
             "--token",

@@ -1,12 +1,14 @@
 //! Proofs from each source of the AWS default credential chain, through the `iam-join` binary
 //! (a child process per test, so environment variables stay per test): each proof verifies at the
-//! STS emulator as the identity the source holds.
+//! STS emulator as the identity the source holds, is admitted by the real layer
+//! (`IamJoinLayer` on 127.0.0.1), and `iam-join whoami` prints that identity.
 #![cfg(all(feature = "cli", feature = "aws-config"))]
 
 mod common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,10 +19,13 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use iam_join_client::{SignedStsRequestExt, decode_proof_token};
-use sts_emulator::{Emulator, TestIdentity, default_identities};
+use sts_emulator::{TestIdentity, default_identities};
 use tokio::net::TcpListener;
 
-use common::{assert_no_secrets, iam_join, run, single_line, verify_at_emulator};
+use common::{
+    AUDIENCE, TestVerifier, assert_is_identity, assert_no_secrets, iam_join, run, send_to_app,
+    single_line, start_verifier, verify_at_emulator, whoami_json,
+};
 
 fn secrets(id: &TestIdentity) -> Vec<&str> {
     let mut s = vec![id.secret_access_key.as_str()];
@@ -28,29 +33,69 @@ fn secrets(id: &TestIdentity) -> Vec<&str> {
     s
 }
 
+/// Adds `whoami --proxy <verifier> --audience <AUDIENCE> --json <extra>` to `cmd` (which
+/// carries the credential source), runs it and returns the printed identity, checking that it
+/// is `identity` and that nothing secret leaked.
+async fn whoami_with_audience(
+    mut cmd: Command,
+    extra: &[&str],
+    verifier: &TestVerifier,
+    identity: &TestIdentity,
+) -> serde_json::Value {
+    cmd.args([
+        "whoami",
+        "--proxy",
+        &verifier.url(),
+        "--audience",
+        AUDIENCE,
+        "--json",
+    ])
+    .args(extra);
+    let out = run(cmd).await;
+    assert_no_secrets(&out, &secrets(identity), None);
+    let v = whoami_json(&out);
+    assert_is_identity(&v, identity);
+    assert_eq!(v["binding"], "audience", "{v}");
+    assert_eq!(v["token"], "iam-token", "{v}");
+    v
+}
+
 #[tokio::test]
 async fn proof_from_environment_credentials_verifies_as_that_identity() {
-    let sts = Emulator::start().await.expect("emulator");
+    let verifier = start_verifier(AUDIENCE).await;
     let home = tempfile::tempdir().unwrap();
     let node = &default_identities()[1];
-    let mut cmd = iam_join(home.path());
-    cmd.env("AWS_ACCESS_KEY_ID", &node.access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", &node.secret_access_key)
-        .env("AWS_SESSION_TOKEN", node.session_token.as_deref().unwrap())
-        .env("AWS_REGION", "us-west-2")
-        .args(["token", "--audience", "teleport.example.com"]);
+    let env_credentials = || {
+        let mut cmd = iam_join(home.path());
+        cmd.env("AWS_ACCESS_KEY_ID", &node.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &node.secret_access_key)
+            .env("AWS_SESSION_TOKEN", node.session_token.as_deref().unwrap())
+            .env("AWS_REGION", "us-west-2");
+        cmd
+    };
+    let mut cmd = env_credentials();
+    cmd.args(["token", "--audience", AUDIENCE]);
     let out = run(cmd).await;
     let token = single_line(&out);
     assert_no_secrets(&out, &secrets(node), Some(&token));
     let req = decode_proof_token(&token).unwrap();
     assert_eq!(req.host(), Some("sts.us-west-2.amazonaws.com"));
-    let answer = verify_at_emulator(&sts, &token).await;
+    let answer = verify_at_emulator(&verifier.sts, &token).await;
     assert_eq!(answer.identity(), (node.account.clone(), node.arn.clone()));
+    // The layer admits it and hands the application that identity.
+    assert_eq!(
+        send_to_app(&verifier, "/app", &token).await,
+        (200, node.arn.clone())
+    );
+
+    let v = whoami_with_audience(env_credentials(), &[], &verifier, node).await;
+    assert_eq!(v["region"], "us-west-2", "{v}");
 }
 
 #[tokio::test]
 async fn proof_from_a_shared_files_profile_verifies_as_that_identity() {
-    let sts = Emulator::start().await.expect("emulator");
+    let verifier = start_verifier(AUDIENCE).await;
+    let sts = &verifier.sts;
     let home = tempfile::tempdir().unwrap();
     let alice = &default_identities()[0];
     let node = &default_identities()[1];
@@ -69,65 +114,82 @@ async fn proof_from_a_shared_files_profile_verifies_as_that_identity() {
     )
     .unwrap();
     std::fs::write(&config, "[profile node]\nregion = eu-west-1\n").unwrap();
+    let shared_files = || {
+        let mut cmd = iam_join(home.path());
+        cmd.env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+            .env("AWS_CONFIG_FILE", &config);
+        cmd
+    };
 
     // AWS_PROFILE selects the profile; its region comes from the config file.
-    let mut cmd = iam_join(home.path());
-    cmd.env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
-        .env("AWS_CONFIG_FILE", &config)
-        .env("AWS_PROFILE", "node")
-        .args([
-            "token",
-            "--audience",
-            "teleport.example.com",
-            "--form",
-            "get",
-        ]);
+    let mut cmd = shared_files();
+    cmd.env("AWS_PROFILE", "node")
+        .args(["token", "--audience", AUDIENCE, "--form", "get"]);
     let out = run(cmd).await;
     let token = single_line(&out);
     assert_no_secrets(&out, &secrets(node), Some(&token));
     let req = decode_proof_token(&token).unwrap();
     assert_eq!(req.host(), Some("sts.eu-west-1.amazonaws.com"));
     assert_eq!(
-        verify_at_emulator(&sts, &token).await.identity(),
+        verify_at_emulator(sts, &token).await.identity(),
         (node.account.clone(), node.arn.clone())
     );
+    assert_eq!(
+        send_to_app(&verifier, "/app", &token).await,
+        (200, node.arn.clone())
+    );
+    let mut cmd = shared_files();
+    cmd.env("AWS_PROFILE", "node");
+    let v = whoami_with_audience(cmd, &[], &verifier, node).await;
+    assert_eq!(v["region"], "eu-west-1", "{v}");
 
     // --profile wins over environment credentials, like `aws --profile`.
-    let mut cmd = iam_join(home.path());
-    cmd.env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
-        .env("AWS_CONFIG_FILE", &config)
-        .env("AWS_ACCESS_KEY_ID", &alice.access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", &alice.secret_access_key)
-        .args([
-            "token",
-            "--audience",
-            "a",
-            "--profile",
-            "node",
-            "--region",
-            "us-east-2",
-        ]);
+    let profile_over_env = || {
+        let mut cmd = shared_files();
+        cmd.env("AWS_ACCESS_KEY_ID", &alice.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &alice.secret_access_key);
+        cmd
+    };
+    let mut cmd = profile_over_env();
+    cmd.args([
+        "token",
+        "--audience",
+        "a",
+        "--profile",
+        "node",
+        "--region",
+        "us-east-2",
+    ]);
     let token = single_line(&run(cmd).await);
     assert_eq!(
         decode_proof_token(&token).unwrap().host(),
         Some("sts.us-east-2.amazonaws.com")
     );
     assert_eq!(
-        verify_at_emulator(&sts, &token).await.identity(),
+        verify_at_emulator(sts, &token).await.identity(),
         (node.account.clone(), node.arn.clone())
     );
+    let v = whoami_with_audience(
+        profile_over_env(),
+        &["--profile", "node", "--region", "us-east-2"],
+        &verifier,
+        node,
+    )
+    .await;
+    assert_eq!(v["region"], "us-east-2", "{v}");
 
     // Without AWS_PROFILE, the default profile is used.
-    let mut cmd = iam_join(home.path());
-    cmd.env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
-        .env("AWS_CONFIG_FILE", &config)
-        .env("AWS_REGION", "us-west-2")
+    let mut cmd = shared_files();
+    cmd.env("AWS_REGION", "us-west-2")
         .args(["token", "--audience", "a"]);
     let token = single_line(&run(cmd).await);
     assert_eq!(
-        verify_at_emulator(&sts, &token).await.identity(),
+        verify_at_emulator(sts, &token).await.identity(),
         (alice.account.clone(), alice.arn.clone())
     );
+    let mut cmd = shared_files();
+    cmd.env("AWS_REGION", "us-west-2");
+    whoami_with_audience(cmd, &[], &verifier, alice).await;
 }
 
 /// Counts what the fake instance metadata service saw.
@@ -233,7 +295,7 @@ fn imds(
 
 #[tokio::test]
 async fn proof_from_instance_metadata_verifies_as_the_instance_role() {
-    let sts = Emulator::start().await.expect("emulator");
+    let verifier = start_verifier(AUDIENCE).await;
     let node = default_identities()[1].clone();
     let (imds_addr, stats) = start_fake_imds(node.clone(), "us-east-2").await;
     let home = tempfile::tempdir().unwrap();
@@ -241,23 +303,35 @@ async fn proof_from_instance_metadata_verifies_as_the_instance_role() {
     let empty_config = home.path().join("config");
     std::fs::write(&empty_credentials, "").unwrap();
     std::fs::write(&empty_config, "").unwrap();
-    let mut cmd = iam_join(home.path());
-    cmd.env_remove("AWS_EC2_METADATA_DISABLED")
-        .env(
-            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-            format!("http://{imds_addr}"),
-        )
-        .env("AWS_SHARED_CREDENTIALS_FILE", &empty_credentials)
-        .env("AWS_CONFIG_FILE", &empty_config)
-        .args([
-            "token",
-            "--challenge",
-            "challenge-from-verifier",
-            "--form",
-            "get",
-            "--expires",
-            "60",
-        ]);
+    let instance_metadata = || {
+        let mut cmd = iam_join(home.path());
+        cmd.env_remove("AWS_EC2_METADATA_DISABLED")
+            .env(
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                format!("http://{imds_addr}"),
+            )
+            .env("AWS_SHARED_CREDENTIALS_FILE", &empty_credentials)
+            .env("AWS_CONFIG_FILE", &empty_config);
+        cmd
+    };
+
+    // A proof for a challenge the layer issued.
+    let challenge = verifier
+        .client()
+        .fetch_challenge()
+        .await
+        .expect("challenge")
+        .challenge;
+    let mut cmd = instance_metadata();
+    cmd.args([
+        "token",
+        "--challenge",
+        &challenge,
+        "--form",
+        "get",
+        "--expires",
+        "60",
+    ]);
     let out = run(cmd).await;
     let token = single_line(&out);
     assert_no_secrets(&out, &secrets(&node), Some(&token));
@@ -266,16 +340,38 @@ async fn proof_from_instance_metadata_verifies_as_the_instance_role() {
     // The region came from instance metadata too.
     assert_eq!(req.host(), Some("sts.us-east-2.amazonaws.com"));
     assert!(req.url.contains("X-Amz-Expires=60&"));
+    assert_eq!(req.header("x-teleport-challenge"), Some(challenge.as_str()));
     assert_eq!(
-        req.header("x-teleport-challenge"),
-        Some("challenge-from-verifier")
-    );
-    assert_eq!(
-        verify_at_emulator(&sts, &token).await.identity(),
+        verify_at_emulator(&verifier.sts, &token).await.identity(),
         (node.account.clone(), node.arn.clone())
     );
-    assert!(stats.tokens_issued.load(Ordering::SeqCst) >= 1);
-    assert!(stats.credential_reads.load(Ordering::SeqCst) >= 1);
+    assert_eq!(
+        send_to_app(&verifier, "/app", &token).await,
+        (200, node.arn.clone())
+    );
+
+    // `whoami --challenge` end to end: challenge, instance-role proof, verified identity.
+    let mut cmd = instance_metadata();
+    cmd.args([
+        "whoami",
+        "--proxy",
+        &verifier.url(),
+        "--challenge",
+        "--json",
+        "--form",
+        "get",
+        "--expires",
+        "60",
+    ]);
+    let out = run(cmd).await;
+    assert_no_secrets(&out, &secrets(&node), None);
+    let v = whoami_json(&out);
+    assert_is_identity(&v, &node);
+    assert_eq!(v["binding"], "challenge", "{v}");
+    assert_eq!(v["region"], "us-east-2", "{v}");
+
+    assert!(stats.tokens_issued.load(Ordering::SeqCst) >= 2);
+    assert!(stats.credential_reads.load(Ordering::SeqCst) >= 2);
     assert_eq!(stats.refused_without_token.load(Ordering::SeqCst), 0);
 }
 

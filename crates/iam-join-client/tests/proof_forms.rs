@@ -1,5 +1,6 @@
 //! Every proof form the client makes verifies at the STS emulator (a real SigV4 check) and
-//! passes the verifier's local checks in iam-join-core.
+//! passes the verifier's local checks in iam-join-core; `k8s-aws-v1.` tokens are admitted by the
+//! real layer (`IamJoinLayer` on 127.0.0.1) whose audience is the cluster id.
 
 mod common;
 
@@ -14,7 +15,7 @@ use iam_join_core::{ChallengeKey, ProofRules, StsHostAllowList, check_proof};
 use sts_emulator::{Emulator, default_identities};
 use time::OffsetDateTime;
 
-use common::{send_presigned, send_signed, verify_at_emulator};
+use common::{send_presigned, send_signed, send_to_app, start_verifier, verify_at_emulator};
 
 const AUDIENCE: &str = "teleport.example.com";
 
@@ -200,4 +201,47 @@ async fn an_old_proof_is_refused_by_sts() {
     .build(&default_identities()[0].credentials())
     .unwrap();
     assert_eq!(verify_at_emulator(&sts, &token).await.status, 403);
+}
+
+#[tokio::test]
+async fn k8s_token_is_admitted_by_the_layer_whose_audience_is_the_cluster_id() {
+    let verifier = start_verifier("my-cluster").await;
+    let client = verifier.client();
+    for identity in &default_identities()[..2] {
+        // Built as `aws eks get-token --cluster-name my-cluster` builds it; the client sends
+        // only the token, the layer adds its own audience as x-k8s-aws-id.
+        let token = k8s_token(
+            &identity.credentials(),
+            "us-west-2",
+            "my-cluster",
+            SystemTime::now(),
+        )
+        .expect("token");
+        assert!(token.starts_with("k8s-aws-v1."), "{token}");
+        let me = client.whoami(&token, None).await.expect("admitted");
+        assert_eq!(
+            (me.account.as_str(), me.arn.as_str()),
+            (identity.account.as_str(), identity.arn.as_str())
+        );
+        assert_eq!(me.token.as_deref(), Some("iam-token"));
+        assert_eq!(me.raw["binding"], "audience", "{}", me.raw);
+        assert_eq!(
+            send_to_app(&verifier, "/app", &token).await,
+            (200, identity.arn.clone())
+        );
+    }
+
+    // Signed for another cluster: STS refuses it, since the layer sends its own cluster id.
+    let other = k8s_token(
+        &default_identities()[1].credentials(),
+        "us-west-2",
+        "other-cluster",
+        SystemTime::now(),
+    )
+    .unwrap();
+    let refused = client
+        .whoami(&other, None)
+        .await
+        .expect_err("a token for another cluster is refused");
+    assert_eq!(refused.server_code(), Some("sts_rejected"), "{refused}");
 }

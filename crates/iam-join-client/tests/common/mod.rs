@@ -1,22 +1,31 @@
-//! Shared test helpers: send a proof to the STS emulator as a verifier would, a minimal
-//! verifier for `whoami`, and running the `iam-join` binary with a controlled environment.
+//! Shared test helpers: send a proof to the STS emulator as a verifier would, the real
+//! verifying layer (`IamJoinLayer`) on 127.0.0.1 for `whoami`, and running the `iam-join`
+//! binary with a controlled environment.
 #![allow(dead_code)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use iam_join_client::{ProofFormat, SignedStsRequest, SignedStsRequestExt, decode_proof_token};
-use sts_emulator::EmulatorHandle;
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use iam_join_client::{
+    ProofFormat, SignedStsRequest, SignedStsRequestExt, VerifierClient, decode_proof_token,
+};
+use iam_join_core::VerifiedIdentity;
+use iam_join_core::policy::TokenPolicy;
+use iam_join_tower::{ClientAddr, IamJoinLayer, RateLimits};
+use sts_emulator::{Emulator, EmulatorHandle, TestIdentity};
 use tokio::net::TcpListener;
+use tower::{Layer, ServiceBuilder};
 
 /// What STS (the emulator) said about a request.
 #[derive(Debug)]
@@ -94,124 +103,127 @@ pub(crate) async fn send_presigned(
     send_signed(sts.addr(), &req).await
 }
 
-/// A minimal verifier with the layer's endpoints: `POST /v1/iam-join/challenge` hands out
-/// `challenge-<n>`, `GET /v1/iam-join/whoami` forwards the bearer proof to the emulator and
-/// answers with the identity (or the §8 error shape). Token name `unknown` gets 403
-/// `unknown_token`.
-pub(crate) async fn start_fake_verifier(sts: SocketAddr, audience: &'static str) -> SocketAddr {
+/// The audience the test verifier is configured with.
+pub(crate) const AUDIENCE: &str = "teleport.example.com";
+
+/// The seed's join token (`iam-token`: accounts 111111111111 and 222222222222, and
+/// `teleport-node-role` instances in 333333333333).
+const SEED_TOKEN: &str = include_str!("../../../iam-join-core/tests/fixtures/token.yaml");
+
+/// The real verifier: `iam_join_tower::IamJoinLayer` (seed policy, default token `iam-token`,
+/// every STS host sent to its own sts-emulator, no rate limits) around an inner service that
+/// answers 200 with the ARN of the identity the layer handed it. Served by hyper-util on
+/// 127.0.0.1; the accept loop stops when this is dropped.
+pub(crate) struct TestVerifier {
+    /// The emulator the layer sends proofs to.
+    pub(crate) sts: EmulatorHandle,
+    /// Where the layer listens.
+    pub(crate) addr: SocketAddr,
+    accept_loop: tokio::task::JoinHandle<()>,
+}
+
+impl TestVerifier {
+    /// Base URL for `iam-join whoami --proxy` and [`iam_join_client::VerifierClient`].
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A client for the layer's endpoints.
+    pub(crate) fn client(&self) -> VerifierClient {
+        VerifierClient::new(&self.url()).expect("loopback verifier URL")
+    }
+}
+
+impl Drop for TestVerifier {
+    fn drop(&mut self) {
+        self.accept_loop.abort();
+    }
+}
+
+/// Starts an emulator and the layer in front of it, bound to `audience`.
+pub(crate) async fn start_verifier(audience: &str) -> TestVerifier {
+    let sts = Emulator::start().await.expect("emulator");
+    let policy = TokenPolicy::from_yaml_str(SEED_TOKEN, "token.yaml").expect("seed policy");
+    let layer = IamJoinLayer::builder()
+        .audience(audience)
+        .default_token("iam-token")
+        .policy(policy)
+        .sts_override_all(sts.url())
+        .sts_timeouts(Duration::from_secs(2), Duration::from_secs(5))
+        .rate_limits(RateLimits::none())
+        .build()
+        .expect("layer");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let issued = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let issued = issued.clone();
+    let accept_loop = tokio::spawn(async move {
+        while let Ok((stream, peer)) = listener.accept().await {
+            let service = ServiceBuilder::new()
+                .map_request(move |mut req: Request<Incoming>| {
+                    req.extensions_mut().insert(ClientAddr(peer));
+                    req
+                })
+                .service(layer.layer(tower::service_fn(admitted)));
             tokio::spawn(async move {
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let issued = issued.clone();
-                    async move { Ok::<_, Infallible>(fake_verifier(req, sts, audience, &issued).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
                     .await;
             });
         }
     });
-    addr
-}
-
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(value.to_string())))
-        .expect("response")
-}
-
-fn refuse(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
-    json(
-        status,
-        &serde_json::json!({"error": {"code": code, "message": message}}),
-    )
-}
-
-async fn fake_verifier(
-    req: Request<Incoming>,
-    sts: SocketAddr,
-    audience: &str,
-    issued: &std::sync::atomic::AtomicU64,
-) -> Response<Full<Bytes>> {
-    match (req.method().as_str(), req.uri().path()) {
-        ("POST", "/v1/iam-join/challenge") => {
-            let n = issued.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            json(
-                StatusCode::OK,
-                &serde_json::json!({"challenge": format!("challenge-{n}"),
-                    "header": "x-teleport-challenge", "expires_in_seconds": 60}),
-            )
-        }
-        ("GET", "/v1/iam-join/whoami") => {
-            let token_name = req
-                .headers()
-                .get("x-iam-join-token")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("default-token")
-                .to_owned();
-            let Some(proof) = req
-                .headers()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-            else {
-                return refuse(StatusCode::UNAUTHORIZED, "missing_proof", "no proof");
-            };
-            let Ok(signed) = decode_proof_token(proof) else {
-                return refuse(StatusCode::BAD_REQUEST, "malformed_proof", "bad proof");
-            };
-            let binding = if let Some(a) = signed.header("x-iam-join-audience") {
-                if a != audience {
-                    return refuse(
-                        StatusCode::UNAUTHORIZED,
-                        "audience_mismatch",
-                        "wrong audience",
-                    );
-                }
-                "audience"
-            } else if signed.header("x-teleport-challenge").is_some() {
-                "challenge"
-            } else {
-                return refuse(StatusCode::BAD_REQUEST, "binding_missing", "no binding");
-            };
-            if token_name == "unknown" {
-                return refuse(
-                    StatusCode::FORBIDDEN,
-                    "unknown_token",
-                    "no token named unknown",
-                );
-            }
-            let answer = send_signed(sts, &signed).await;
-            if answer.status != 200 {
-                return refuse(StatusCode::UNAUTHORIZED, "sts_rejected", &answer.body);
-            }
-            let (account, arn) = answer.identity();
-            let region = signed
-                .host()
-                .unwrap_or_default()
-                .split('.')
-                .nth(1)
-                .unwrap_or_default()
-                .to_owned();
-            json(
-                StatusCode::OK,
-                &serde_json::json!({"account": account, "arn": arn, "user_id": "AIDAFAKE",
-                    "principal": "user", "region": region, "token": token_name,
-                    "roles": ["Node"], "binding": binding, "expires_at": "2099-01-01T00:00:00Z"}),
-            )
-        }
-        _ => refuse(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+    TestVerifier {
+        sts,
+        addr,
+        accept_loop,
     }
+}
+
+/// The inner service: reached only by admitted requests; answers with the verified ARN.
+async fn admitted(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let arn = req
+        .extensions()
+        .get::<VerifiedIdentity>()
+        .map_or_else(String::new, |id| id.identity.arn().to_owned());
+    Ok(Response::new(Full::new(Bytes::from(arn))))
+}
+
+/// Sends `proof` as `Authorization: Bearer` to `path` behind the layer (not one of its own
+/// endpoints): `(status, body)`, where an admitted request's body is the verified ARN.
+pub(crate) async fn send_to_app(verifier: &TestVerifier, path: &str, proof: &str) -> (u16, String) {
+    let request = Request::builder()
+        .uri(format!("{}{path}", verifier.url()))
+        .header("authorization", format!("Bearer {proof}"))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
+        .await
+        .expect("the layer answers in time")
+        .expect("layer reachable");
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The JSON `iam-join whoami --json` printed, asserting it succeeded.
+pub(crate) fn whoami_json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "iam-join whoami failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+/// Asserts a `whoami` answer names exactly `identity` as the emulator knows it.
+pub(crate) fn assert_is_identity(whoami: &serde_json::Value, identity: &TestIdentity) {
+    assert_eq!(whoami["account"], identity.account.as_str(), "{whoami}");
+    assert_eq!(whoami["arn"], identity.arn.as_str(), "{whoami}");
+    assert_eq!(whoami["user_id"], identity.user_id.as_str(), "{whoami}");
 }
 
 /// The `iam-join` binary with an empty environment: `HOME` is `home` (so no real `~/.aws` is
