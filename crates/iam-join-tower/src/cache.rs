@@ -62,6 +62,32 @@ impl Expiry<[u8; 32], CachedOutcome> for OutcomeExpiry {
     }
 }
 
+/// A token that passed the local checks (audience-bound only): where its STS outcome is cached
+/// and when it expires. Keyed by the SHA-256 of the token's bytes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CheckedToken {
+    pub(crate) cache_key: [u8; 32],
+    pub(crate) expires_at: OffsetDateTime,
+}
+
+pub(crate) struct CheckedTokenExpiry;
+
+impl Expiry<[u8; 32], CheckedToken> for CheckedTokenExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 32],
+        value: &CheckedToken,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        let left = value.expires_at - OffsetDateTime::now_utc();
+        Some(
+            Duration::try_from(left)
+                .unwrap_or(Duration::ZERO)
+                .min(MAX_IDENTITY_TTL),
+        )
+    }
+}
+
 /// What the shared second level stores: STS's answer or rejection code, never the proof.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SharedOutcome {

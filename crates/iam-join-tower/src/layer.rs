@@ -9,7 +9,7 @@ use iam_join_core::{ProofRules, StsHostAllowList};
 use opentelemetry::metrics::Meter;
 use tower_layer::Layer;
 
-use crate::cache::{OutcomeExpiry, SharedCache};
+use crate::cache::{CheckedTokenExpiry, OutcomeExpiry, SharedCache};
 use crate::error::BuildError;
 use crate::metrics::Metrics;
 use crate::policy::PolicyHandle;
@@ -324,9 +324,14 @@ impl IamJoinLayerBuilder {
             Some(c) => c,
             None => Arc::new(HyperStsClient::new(self.sts_config)?),
         };
+        let capacity = self.cache_capacity.unwrap_or(100_000);
         let cache = moka::future::Cache::builder()
-            .max_capacity(self.cache_capacity.unwrap_or(100_000))
+            .max_capacity(capacity)
             .expire_after(OutcomeExpiry)
+            .build();
+        let checked_tokens = moka::sync::Cache::builder()
+            .max_capacity(capacity)
+            .expire_after(CheckedTokenExpiry)
             .build();
         let metrics = self.meter.as_ref().map(|m| {
             let c = cache.clone();
@@ -343,6 +348,7 @@ impl IamJoinLayerBuilder {
             policy,
             sts,
             cache,
+            checked_tokens,
             shared_cache: self.shared_cache,
             negative_ttl: self.negative_ttl.unwrap_or(Duration::from_secs(10)),
             limiter: self

@@ -11,9 +11,10 @@ use iam_join_core::{
     VerifiedIdentity, VerifyError, check_proof, parse_sts_response,
 };
 use moka::future::Cache;
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::cache::{CachedOutcome, SharedCache, SharedOutcome};
+use crate::cache::{CachedOutcome, CheckedToken, SharedCache, SharedOutcome};
 use crate::error::Denial;
 use crate::metrics::Metrics;
 use crate::policy::PolicyHandle;
@@ -32,6 +33,7 @@ pub struct Verifier {
     pub(crate) policy: PolicyHandle,
     pub(crate) sts: Arc<dyn StsClient>,
     pub(crate) cache: Cache<[u8; 32], CachedOutcome>,
+    pub(crate) checked_tokens: moka::sync::Cache<[u8; 32], CheckedToken>,
     pub(crate) shared_cache: Option<Arc<dyn SharedCache>>,
     pub(crate) negative_ttl: Duration,
     pub(crate) limiter: Arc<dyn RateLimiterBackend>,
@@ -155,8 +157,39 @@ impl Verifier {
         binding_out: &mut Option<BindingKind>,
     ) -> Result<VerifiedIdentity, Denial> {
         let now = OffsetDateTime::now_utc();
+        // Fast path for a reused audience-bound proof: the local checks depend only on the
+        // token's bytes and this verifier's fixed rules, except for expiry, so a token that
+        // passed them before needs only its expiry checked again.
+        let token_digest: [u8; 32] = Sha256::digest(req.proof.as_bytes()).into();
+        if !req.require_challenge
+            && let Some(fast) = self.checked_tokens.get(&token_digest)
+            && now <= fast.expires_at
+            && let Some(CachedOutcome::Identity { identity, .. }) =
+                self.cache.get(&fast.cache_key).await
+        {
+            *binding_out = Some(BindingKind::Audience);
+            self.cache_metric("hit");
+            return self
+                .admit(
+                    req.token,
+                    &identity,
+                    BindingKind::Audience,
+                    fast.expires_at,
+                    now,
+                )
+                .await;
+        }
         let checked = check_proof(req.proof, &self.rules, now)?;
         *binding_out = Some(checked.binding().kind());
+        if matches!(checked.binding(), Binding::Audience) {
+            self.checked_tokens.insert(
+                token_digest,
+                CheckedToken {
+                    cache_key: checked.cache_key(),
+                    expires_at: checked.expires_at(),
+                },
+            );
+        }
         if req.require_challenge && !matches!(checked.binding(), Binding::Challenge(_)) {
             return Err(VerifyError::new(
                 ErrorCode::BindingMissing,
@@ -200,8 +233,27 @@ impl Verifier {
                 )
             }
         };
+        self.admit(
+            req.token,
+            &identity,
+            checked.binding().kind(),
+            checked.expires_at(),
+            now,
+        )
+        .await
+    }
+
+    /// Steps 10-11: the proof's own expiry, the token policy, the per-account limit.
+    async fn admit(
+        &self,
+        token_name: &str,
+        identity: &Arc<CallerIdentity>,
+        binding: BindingKind,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<VerifiedIdentity, Denial> {
         // Never admit past the proof's own expiry, even from the cache.
-        if OffsetDateTime::now_utc() > checked.expires_at() {
+        if OffsetDateTime::now_utc() > expires_at {
             return Err(VerifyError::new(
                 ErrorCode::ProofExpired,
                 "proof has expired; sign a new one",
@@ -214,22 +266,22 @@ impl Verifier {
             arn: identity.arn(),
             region: identity.region(),
         };
-        let token = policy.authorize(req.token, &subject, now).map_err(|d| {
+        let token = policy.authorize(token_name, &subject, now).map_err(|d| {
             let (code, msg) = match d {
                 PolicyDenial::UnknownToken => (
                     ErrorCode::UnknownToken,
-                    format!("no iam join token named {:?}", printable_name(req.token)),
+                    format!("no iam join token named {:?}", printable_name(token_name)),
                 ),
                 PolicyDenial::TokenExpired => (
                     ErrorCode::TokenExpired,
-                    format!("join token {:?} has expired", printable_name(req.token)),
+                    format!("join token {:?} has expired", printable_name(token_name)),
                 ),
                 _ => (
                     ErrorCode::NotAllowed,
                     format!(
                         "identity in account {} matches no allow rule of token {:?}",
                         identity.account(),
-                        printable_name(req.token)
+                        printable_name(token_name)
                     ),
                 ),
             };
@@ -237,15 +289,15 @@ impl Verifier {
         })?;
         self.limit(LimitScope::Account, identity.account()).await?;
         Ok(VerifiedIdentity {
-            identity: (*identity).clone(),
+            identity: (**identity).clone(),
             token: token.name().to_owned(),
             roles: token
                 .roles()
                 .iter()
                 .map(|r| r.as_str().to_owned())
                 .collect(),
-            binding: checked.binding().kind(),
-            expires_at: checked.expires_at(),
+            binding,
+            expires_at,
         })
     }
 

@@ -796,3 +796,22 @@ async fn coalesced_requests_are_not_charged_to_the_per_client_limit() {
     );
     assert_eq!(h.emulator.calls(), 1);
 }
+
+#[tokio::test]
+async fn a_reused_audience_proof_is_still_refused_on_a_challenge_path() {
+    let h = harness(|b| b.challenge_paths(["/join"])).await;
+    let t = proof(&alice());
+    assert_eq!(get(&h.layer, "/app", Some(&t)).await.status, StatusCode::OK);
+    assert_eq!(get(&h.layer, "/app", Some(&t)).await.status, StatusCode::OK);
+    let r = get(&h.layer, "/join", Some(&t)).await;
+    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "binding_missing"));
+    let r = send(
+        &h.layer,
+        request("/app", Some(&t))
+            .header("x-iam-join-token", "other-account")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.code(), "not_allowed", "the policy is applied on every hit");
+}
