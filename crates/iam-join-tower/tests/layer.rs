@@ -804,7 +804,10 @@ async fn a_reused_audience_proof_is_still_refused_on_a_challenge_path() {
     assert_eq!(get(&h.layer, "/app", Some(&t)).await.status, StatusCode::OK);
     assert_eq!(get(&h.layer, "/app", Some(&t)).await.status, StatusCode::OK);
     let r = get(&h.layer, "/join", Some(&t)).await;
-    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "binding_missing"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "binding_missing")
+    );
     let r = send(
         &h.layer,
         request("/app", Some(&t))
@@ -813,5 +816,9 @@ async fn a_reused_audience_proof_is_still_refused_on_a_challenge_path() {
             .unwrap(),
     )
     .await;
-    assert_eq!(r.code(), "not_allowed", "the policy is applied on every hit");
+    assert_eq!(
+        r.code(),
+        "not_allowed",
+        "the policy is applied on every hit"
+    );
 }
