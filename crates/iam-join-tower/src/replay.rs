@@ -37,19 +37,22 @@ impl<T: ReplayStore + ?Sized> ReplayStore for Arc<T> {
 
 /// A bounded, expiring in-memory replay store for a single replica.
 ///
-/// Bounded by entry count: when full, moka evicts old entries, which could let a very old
-/// challenge be reused — but a challenge's own expiry (checked by its HMAC'd issue time) is
-/// enforced independently, so size the store for the challenges issued within one TTL.
+/// Bounded by entry count. An evicted redemption could be replayed while its challenge is still
+/// valid, so a full store fails closed (`replay_store_unavailable`) instead of evicting: size it
+/// for the redemptions of one challenge TTL (the STS budget limit bounds that rate).
 pub struct MemoryReplayStore {
     seen: Cache<String, Instant>,
+    capacity: u64,
 }
 
 impl MemoryReplayStore {
     /// A store holding at most `capacity` redemptions, each kept for `max_ttl`.
     pub fn new(capacity: u64, max_ttl: Duration) -> Self {
         Self {
+            capacity,
+            // moka may evict before it reports full: leave head-room above `capacity`.
             seen: Cache::builder()
-                .max_capacity(capacity)
+                .max_capacity(capacity.saturating_mul(2))
                 .time_to_live(max_ttl)
                 .build(),
         }
@@ -69,6 +72,11 @@ impl ReplayStore for MemoryReplayStore {
         _ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, ReplayStoreError>> {
         let now = Instant::now();
+        if self.seen.entry_count() >= self.capacity && !self.seen.contains_key(id) {
+            return Box::pin(async {
+                Err(ReplayStoreError("in-memory replay store is full".into()))
+            });
+        }
         // entry().or_insert_with is atomic per key: exactly one caller sees a fresh entry.
         let entry = self.seen.entry(id.to_owned()).or_insert_with(|| now);
         Box::pin(async move { Ok(entry.is_fresh()) })

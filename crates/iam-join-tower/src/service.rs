@@ -51,11 +51,28 @@ fn path_matches(patterns: &[String], path: &str) -> bool {
     })
 }
 
-/// A join token name: 1 to 253 characters of letters, digits, `.`, `_`, `-`.
+fn loose(p: &str) -> String {
+    let p = p.to_ascii_lowercase();
+    match p.trim_end_matches('/') {
+        "" => "/".to_owned(),
+        t => t.to_owned(),
+    }
+}
+
+fn challenge_path_matches(patterns: &[String], path: &str) -> bool {
+    let path = loose(path);
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => path.starts_with(&prefix.to_ascii_lowercase()),
+        None => loose(p) == path,
+    })
+}
+
+/// A join token name, as the policy accepts them: 1 to 256 characters of letters, digits,
+/// `.`, `_`, `-`, `:`, `@`.
 pub(crate) fn is_token_name(s: &str) -> bool {
-    (1..=253).contains(&s.len())
+    (1..=256).contains(&s.len())
         && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'@'))
 }
 
 /// Verification in front of `S`. See the crate docs.
@@ -141,10 +158,12 @@ where
     let public = endpoint.is_none()
         && normal.as_deref() == Some(path)
         && path_matches(&settings.public_paths, path);
+    // Challenge paths match loosely (case, trailing slash) so an upstream that routes `/JOIN/`
+    // to `/join` cannot be reached with a reusable proof.
     let require_challenge = match &normal {
         Some(n) => {
-            path_matches(&settings.challenge_paths, n)
-                || path_matches(&settings.challenge_paths, path)
+            challenge_path_matches(&settings.challenge_paths, n)
+                || challenge_path_matches(&settings.challenge_paths, path)
         }
         None => !settings.challenge_paths.is_empty(),
     };
@@ -170,16 +189,26 @@ where
         .extensions()
         .get::<ClientAddr>()
         .map(|c| c.0.ip())
-        .or_else(|| req.extensions().get::<SocketAddr>().map(SocketAddr::ip));
+        .or_else(|| req.extensions().get::<SocketAddr>().map(SocketAddr::ip))
+        .map(|ip| ip.to_canonical());
     let forwarded_for = joined(req.headers(), "x-forwarded-for");
     strip_identity_headers(req.headers_mut());
 
     if public {
+        remove_proof_authorization(req.headers_mut());
         return inner.call(req).await.map(|r| r.map(Either::Left));
     }
 
+    // IPv6 clients are keyed by /64: one host usually holds a whole /64.
     let client: Option<IpAddr> =
-        client_ip(peer, forwarded_for.as_deref(), &settings.trusted_proxies);
+        client_ip(peer, forwarded_for.as_deref(), &settings.trusted_proxies).map(|ip| {
+            match ip.to_canonical() {
+                IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+                    v6.to_bits() & !((1u128 << 64) - 1),
+                )),
+                v4 => v4,
+            }
+        });
     let verified = match (proof, token) {
         (Err(d), _) | (_, Err(d)) => Err(layer.verifier.deny_early(d)),
         (Ok((proof, carrier)), Ok(token)) => {
@@ -362,15 +391,68 @@ fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(","))
 }
 
-/// Removes every incoming `x-iam-join-*` header: only this layer may set them.
+fn is_identity_header_name(name: &str) -> bool {
+    // `_` too: CGI/WSGI/Rack-style upstreams map `x_iam_join_arn` and `x-iam-join-arn` alike.
+    name.len() >= IDENTITY_HEADER_PREFIX.len()
+        && name.as_bytes()[..IDENTITY_HEADER_PREFIX.len()]
+            .iter()
+            .zip(IDENTITY_HEADER_PREFIX.as_bytes())
+            .all(|(a, b)| a.to_ascii_lowercase() == *b || (*a == b'_' && *b == b'-'))
+}
+
+/// Removes every incoming `x-iam-join-*` header (also spelt with `_`), and every mention of one
+/// in `Connection` (a proxy would otherwise drop the verified headers as hop-by-hop): only this
+/// layer may set them.
 pub fn strip_identity_headers(headers: &mut HeaderMap) {
     let names: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| n.as_str().starts_with(IDENTITY_HEADER_PREFIX))
+        .filter(|n| is_identity_header_name(n.as_str()))
         .cloned()
         .collect();
     for n in names {
         headers.remove(n);
+    }
+    let connection: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if connection.iter().any(|t| is_identity_header_name(t)) {
+        headers.remove(header::CONNECTION);
+        let kept: Vec<String> = connection
+            .into_iter()
+            .filter(|t| !is_identity_header_name(t))
+            .collect();
+        if !kept.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&kept.join(", "))
+        {
+            headers.insert(header::CONNECTION, v);
+        }
+    }
+}
+
+/// Removes `Authorization` values that carry one of our proofs (public paths never forward one).
+fn remove_proof_authorization(headers: &mut HeaderMap) {
+    let values: Vec<HeaderValue> = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .cloned()
+        .collect();
+    let is_proof = |v: &HeaderValue| {
+        v.to_str()
+            .ok()
+            .and_then(token_from_authorization)
+            .is_some_and(|t| t.starts_with(IAM_JOIN_V1_PREFIX) || t.starts_with(K8S_AWS_V1_PREFIX))
+    };
+    if values.iter().any(is_proof) {
+        headers.remove(header::AUTHORIZATION);
+        for v in values.into_iter().filter(|v| !is_proof(v)) {
+            headers.append(header::AUTHORIZATION, v);
+        }
     }
 }
 
@@ -397,7 +479,12 @@ pub fn set_identity_headers(headers: &mut HeaderMap, id: &VerifiedIdentity) {
 /// public and always need a challenge where challenge paths are configured.
 fn normalize_path(path: &str) -> Option<String> {
     let lower = path.to_ascii_lowercase();
-    if path.contains('\\') || lower.contains("%2f") || lower.contains("%5c") {
+    // `;` starts path parameters that some servers strip before resolving `..` (`/a/..;/b`).
+    if path.contains(['\\', ';'])
+        || lower.contains("%2f")
+        || lower.contains("%5c")
+        || lower.contains("%3b")
+    {
         return None;
     }
     let b = path.as_bytes();

@@ -226,11 +226,17 @@ impl Verifier {
                         ));
                     }
                 }
-                Arc::new(
-                    self.call_sts(&checked)
-                        .await
-                        .map_err(|f| sts_failure_denial(&f))?,
-                )
+                Arc::new(self.call_sts(&checked).await.map_err(|f| {
+                    let mut d = sts_failure_denial(&f);
+                    if d.code() == ErrorCode::StsUnavailable {
+                        // The challenge is spent: a retry needs a new one.
+                        d.error = VerifyError::new(
+                            ErrorCode::StsUnavailable,
+                            "STS is unavailable; retry later with a new challenge",
+                        );
+                    }
+                    d
+                })?)
             }
         };
         self.admit(
