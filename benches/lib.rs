@@ -32,19 +32,13 @@ pub const REGION: &str = "us-west-2";
 
 /// The seed's `token.yaml` (token `iam-token`: accounts 111111111111 and 222222222222, and the
 /// `teleport-node-role` instances of 333333333333).
-pub const SEED_POLICY_YAML: &str =
-    include_str!("../crates/iam-join-core/tests/fixtures/token.yaml");
+pub use iam_join_testkit::policy::SEED_TOKEN_YAML as SEED_POLICY_YAML;
+/// The seed policy.
+pub use iam_join_testkit::policy::seed_policy;
 
 /// Length of the session token of [`ProofKind::SessionToken`] proofs. Session tokens of
 /// assumed-role credentials are usually 800 to 1 200 characters (longer with session tags).
 pub const SESSION_TOKEN_LEN: usize = 1000;
-
-/// The seed policy.
-pub fn seed_policy() -> TokenPolicy {
-    // The fixture is the repository's own and loads in the core crate's tests.
-    TokenPolicy::from_yaml_str(SEED_POLICY_YAML, "token.yaml")
-        .unwrap_or_else(|e| panic!("seed policy does not load: {e}"))
-}
 
 /// A policy of `tokens` `iam` tokens (`bench-token-0` ..), each with `rules` allow rules; rule
 /// `r` of every token allows `arn:aws:sts::<account r>:assumed-role/app-<r>-role/i-*` in

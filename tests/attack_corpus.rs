@@ -932,13 +932,13 @@ fn sigv4_cases(p: &Proofs) -> Vec<Case> {
         };
         (date, other)
     };
-    let mut wrong_region = HandSigned::new(&alice());
+    let mut wrong_region = hand_signed(&alice());
     wrong_region.region = "us-east-1";
-    let mut global_for_west = HandSigned::new(&alice());
+    let mut global_for_west = hand_signed(&alice());
     global_for_west.host = "sts.amazonaws.com";
-    let mut wrong_service = HandSigned::new(&alice());
+    let mut wrong_service = hand_signed(&alice());
     wrong_service.service = "iam";
-    let mut get_wrong_region = HandSigned::new(&alice()).audience_only();
+    let mut get_wrong_region = hand_signed(&alice()).audience_only();
     get_wrong_region.region = "us-east-2";
     let replace =
         |from: &'static str, to: &'static str| map_auth(a, move |v| v.replacen(from, to, 1));
@@ -1200,9 +1200,9 @@ fn time_cases(p: &Proofs) -> Vec<Case> {
         }
     };
     let aud = || Binding::Audience(AUDIENCE.into());
-    let mut epoch = HandSigned::new(&alice());
+    let mut epoch = hand_signed(&alice());
     epoch.at = SystemTime::UNIX_EPOCH + Duration::from_secs(1);
-    let long = HandSigned::new(&alice()).audience_only();
+    let long = hand_signed(&alice()).audience_only();
     vec![
         Case::bearer(
             "signed 20 minutes ago",
@@ -1316,7 +1316,7 @@ async fn binding_cases(h: &Harness, p: &Proofs) -> Vec<Case> {
     let c2 = challenge(layer).await;
     let c3 = challenge(layer).await;
 
-    let mut unbound = HandSigned::new(&alice());
+    let mut unbound = hand_signed(&alice());
     unbound.headers = vec![("content-type", FORM)];
     let unsigned_audience = {
         let mut r = unbound.post();
@@ -1329,12 +1329,11 @@ async fn binding_cases(h: &Harness, p: &Proofs) -> Vec<Case> {
         r.headers.push(("x-teleport-challenge".into(), c1.clone()));
         r.to_iam_join_v1_token()
     };
-    let mut both = HandSigned::new(&alice());
+    let mut both = hand_signed(&alice());
     both.headers.push(("x-teleport-challenge", &c2));
-    let mut k8s_header_in_v1 = HandSigned::new(&alice());
+    let mut k8s_header_in_v1 = hand_signed(&alice());
     k8s_header_in_v1.headers = vec![("content-type", FORM), ("x-k8s-aws-id", AUDIENCE)];
-    let k8s_with_audience_header =
-        k8s_of(&HandSigned::new(&alice()).audience_only().presign(60).url);
+    let k8s_with_audience_header = k8s_of(&hand_signed(&alice()).audience_only().presign(60).url);
 
     let forged = issue_challenge(
         &ChallengeKey::from_bytes(&[7u8; 32]).unwrap(),
@@ -1744,13 +1743,13 @@ async fn fips_verifier_refuses_non_fips_hosts() {
             &fips,
         ),
         Case::bearer("FIPS mode: global host", Denied(HostNotAllowed), &{
-            let mut g = HandSigned::new(&alice());
+            let mut g = hand_signed(&alice());
             g.host = "sts.amazonaws.com";
             g.region = "us-east-1";
             g.post().to_iam_join_v1_token()
         }),
         Case::bearer("FIPS mode: FIPS host (control)", Admitted, &{
-            let mut f = HandSigned::new(&alice());
+            let mut f = hand_signed(&alice());
             f.host = "sts-fips.us-west-2.amazonaws.com";
             f.post().to_iam_join_v1_token()
         }),
@@ -2307,7 +2306,7 @@ async fn query_bytes_illegal_in_a_uri_are_malformed_not_sent_to_sts() {
 async fn signed_framing_headers_that_cannot_verify_are_malformed() {
     let h = harness(|b| b).await;
     let signed_with = |extra: (&'static str, &'static str)| {
-        let mut s = HandSigned::new(&alice());
+        let mut s = hand_signed(&alice());
         s.headers.push(extra);
         s.headers.sort_unstable();
         s.post().to_iam_join_v1_token()

@@ -392,7 +392,7 @@ fn verifier_logs_hold_no_proof_signature_secret_or_challenge() {
             }),
         ),
         ("unsigned binding", {
-            let mut h = HandSigned::new(&node());
+            let mut h = hand_signed(&node());
             h.headers = vec![("content-type", FORM)];
             let mut r = h.post();
             r.headers

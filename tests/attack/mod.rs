@@ -2,86 +2,38 @@
 //! `ProofBuilder`, or signed by hand with aws-sigv4 for shapes the client refuses to make), a layer
 //! in front of the sts-emulator, a stub [`StsClient`] returning crafted answers, and a raw TCP
 //! "STS" on 127.0.0.1 for answers a stub cannot express (redirects, huge or slow bodies).
-#![allow(dead_code, unreachable_pub)]
+// Each of the two test crates that include this module uses a part of it, re-exports included.
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{
-    SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
-};
-use aws_sigv4::sign::v4;
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::StatusCode;
+use http_body_util::Full;
 use iam_join_client::{Binding, ProofBuilder, SigningForm, sts_endpoint};
+use iam_join_core::SignedStsRequest;
 use iam_join_core::policy::TokenPolicy;
-use iam_join_core::token::{ProofFormat, RawSignedRequest, decode_proof_token};
-use iam_join_core::{SignedStsRequest, VerifiedIdentity};
+use iam_join_core::token::{RawSignedRequest, decode_proof_token};
+use iam_join_testkit::policy::{EXPIRED_TOKEN_YAML, seed_policy_with};
 use iam_join_tower::sts::{BoxFuture, StsHttpResponse, StsTransportError};
-use iam_join_tower::{ClientAddr, IamJoinLayer, IamJoinLayerBuilder, RateLimits, StsClient};
-use sts_emulator::{Emulator, EmulatorHandle, TestIdentity, default_identities};
+use iam_join_tower::{IamJoinLayer, IamJoinLayerBuilder, RateLimits, StsClient};
+use sts_emulator::{Emulator, EmulatorHandle, TestIdentity};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
-use tower::{Layer, Service, ServiceExt, service_fn};
 
 /// This verifier's audience.
 pub const AUDIENCE: &str = "teleport.example.com";
-/// The STS host proofs are signed for.
-pub const HOST: &str = "sts.us-west-2.amazonaws.com";
-/// Its region.
-pub const REGION: &str = "us-west-2";
-/// The only POST body (and presigned query head) a proof may have.
-pub const GCI: &str = "Action=GetCallerIdentity&Version=2011-06-15";
-/// The content type a signed POST proof signs.
-pub const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
-
-/// The seed's `token.yaml` (accounts 111…, 222…, and 333… with an `aws_arn` glob on
-/// `teleport-node-role`).
-pub const SEED: &str = include_str!("../../crates/iam-join-core/tests/fixtures/token.yaml");
-const EXTRA: &str = r#"
-kind: token
-version: v2
-metadata:
-  name: old-token
-  expires: 2020-01-01T00:00:00Z
-spec:
-  roles: [Node]
-  join_method: iam
-  allow:
-    - aws_account: "111111111111"
-"#;
+pub use iam_join_testkit::sign::{FORM, GCI, HOST, REGION};
 
 /// The seed policy plus an expired token `old-token`.
 pub fn policy() -> TokenPolicy {
-    TokenPolicy::from_yaml_str(&format!("{SEED}\n---\n{EXTRA}"), "attack-corpus").unwrap()
+    seed_policy_with(EXPIRED_TOKEN_YAML, "attack-corpus")
 }
 
-/// Emulator identity 1: IAM user alice in 111111111111 (long-term key).
-pub fn alice() -> TestIdentity {
-    default_identities()[0].clone()
-}
-/// Identity 2: `teleport-node-role` in 333333333333 (temporary key).
-pub fn node() -> TestIdentity {
-    default_identities()[1].clone()
-}
-/// Identity 3: the look-alike role `teleport-node-role2` in 333333333333.
-pub fn node2() -> TestIdentity {
-    default_identities()[2].clone()
-}
-/// Identity 4: `teleport-node-role` (same role and session names as identity 2) in
-/// 444444444444, an account the seed token does not allow.
-pub fn other_account() -> TestIdentity {
-    default_identities()[3].clone()
-}
-/// Identity 5: IAM user bob in 222222222222.
-pub fn bob() -> TestIdentity {
-    default_identities()[4].clone()
-}
+pub use iam_join_testkit::identities::{alice, bob, node, node2, other_account};
 
 /// An emulator on 127.0.0.1:0 and a layer in front of it, without rate limits.
 pub struct Harness {
@@ -196,217 +148,20 @@ pub fn token_of(json: impl AsRef<[u8]>) -> String {
     )
 }
 
-/// What a hand-made signature covers (for proofs the client library refuses to make).
-#[derive(Clone, Debug)]
-pub struct HandSigned<'a> {
-    pub creds: Credentials,
-    pub host: &'a str,
-    /// The credential scope's region.
-    pub region: &'a str,
-    /// The credential scope's service.
-    pub service: &'a str,
-    /// Headers signed besides `host` (and, for a POST, `x-amz-date` and the session token, which
-    /// aws-sigv4 adds).
-    pub headers: Vec<(&'a str, &'a str)>,
-    pub at: SystemTime,
-}
+pub use iam_join_testkit::sign::HandSigned;
 
-impl<'a> HandSigned<'a> {
-    pub fn new(id: &TestIdentity) -> Self {
-        Self {
-            creds: id.credentials(),
-            host: HOST,
-            region: REGION,
-            service: "sts",
-            headers: vec![("content-type", FORM), ("x-iam-join-audience", AUDIENCE)],
-            at: SystemTime::now(),
-        }
-    }
-
-    fn params<'p>(
-        &'p self,
-        identity: &'p aws_smithy_runtime_api::client::identity::Identity,
-        settings: SigningSettings,
-    ) -> aws_sigv4::http_request::SigningParams<'p> {
-        v4::SigningParams::builder()
-            .identity(identity)
-            .region(self.region)
-            .name(self.service)
-            .time(self.at)
-            .settings(settings)
-            .build()
-            .unwrap()
-            .into()
-    }
-
-    /// A signed POST of `body` with `self.headers` signed.
-    pub fn post_with_body(&self, body: &str) -> RawSignedRequest {
-        let identity = self.creds.clone().into();
-        let url = format!("https://{}/", self.host);
-        let signable = SignableRequest::new(
-            "POST",
-            &url,
-            self.headers.iter().copied(),
-            SignableBody::Bytes(body.as_bytes()),
-        )
-        .unwrap();
-        let mut settings = SigningSettings::default();
-        settings.excluded_headers = None;
-        let p = self.params(&identity, settings);
-        let (instructions, _) = sign(signable, &p).unwrap().into_parts();
-        let mut out: Vec<(String, String)> = self
-            .headers
-            .iter()
-            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-            .collect();
-        for (n, v) in instructions.headers() {
-            let n = n.to_ascii_lowercase();
-            match out.iter_mut().find(|(k, _)| *k == n) {
-                Some(slot) => slot.1 = v.to_owned(),
-                None => out.push((n, v.to_owned())),
-            }
-        }
-        RawSignedRequest {
-            format: ProofFormat::IamJoinV1,
-            method: "POST".into(),
-            url,
-            headers: out,
-            body: body.into(),
-        }
-    }
-
-    pub fn post(&self) -> RawSignedRequest {
-        self.post_with_body(GCI)
-    }
-
-    /// A presigned GET of `query` with `self.headers` signed, valid `expires` seconds.
-    pub fn presign_query(&self, query: &str, expires: u64) -> RawSignedRequest {
-        let identity = self.creds.clone().into();
-        let url = format!("https://{}/?{query}", self.host);
-        let signable = SignableRequest::new(
-            "GET",
-            &url,
-            self.headers.iter().copied(),
-            SignableBody::Bytes(&[]),
-        )
-        .unwrap();
-        let mut settings = SigningSettings::default();
-        settings.signature_location = SignatureLocation::QueryParams;
-        settings.expires_in = Some(Duration::from_secs(expires));
-        settings.excluded_headers = None;
-        let p = self.params(&identity, settings);
-        let (instructions, _) = sign(signable, &p).unwrap().into_parts();
-        let mut req = http::Request::builder().uri(&url).body(()).unwrap();
-        instructions.apply_to_request_http1x(&mut req);
-        RawSignedRequest {
-            format: ProofFormat::IamJoinV1,
-            method: "GET".into(),
-            url: format!(
-                "https://{}{}",
-                self.host,
-                req.uri().path_and_query().unwrap()
-            ),
-            headers: self
-                .headers
-                .iter()
-                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-                .collect(),
-            body: String::new(),
-        }
-    }
-
-    pub fn presign(&self, expires: u64) -> RawSignedRequest {
-        self.presign_query(GCI, expires)
-    }
-
-    /// For presigned GETs: only the binding header is signed besides `host`.
-    pub fn audience_only(mut self) -> Self {
-        self.headers = vec![("x-iam-join-audience", AUDIENCE)];
-        self
-    }
+/// A hand-made signature for `id`'s credentials bound to [`AUDIENCE`] (see [`HandSigned`]).
+pub fn hand_signed(id: &TestIdentity) -> HandSigned<'static> {
+    HandSigned::new(id.credentials(), AUDIENCE)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Sending requests through the layer.
 // ---------------------------------------------------------------------------------------------
 
-/// The inner service: echoes the headers it received and the verified ARN.
-pub fn echo_service() -> impl Service<
-    Request<Full<Bytes>>,
-    Response = Response<Full<Bytes>>,
-    Error = Infallible,
-    Future = impl Send,
-> + Clone
-+ Send
-+ 'static {
-    service_fn(|req: Request<Full<Bytes>>| async move {
-        let headers: serde_json::Map<String, serde_json::Value> = req
-            .headers()
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_owned(),
-                    serde_json::Value::String(v.to_str().unwrap_or("").to_owned()),
-                )
-            })
-            .collect();
-        let identity = req.extensions().get::<VerifiedIdentity>().map(
-            |id| serde_json::json!({"account": id.identity.account(), "arn": id.identity.arn()}),
-        );
-        let body = serde_json::json!({"headers": headers, "identity": identity});
-        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body.to_string()))))
-    })
-}
-
-/// A response, its body read as JSON (`Null` if empty or not JSON).
-#[derive(Debug)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: http::HeaderMap,
-    pub json: serde_json::Value,
-}
-
-impl Reply {
-    /// `error.code`, or `""` for a success.
-    pub fn code(&self) -> &str {
-        self.json["error"]["code"].as_str().unwrap_or("")
-    }
-    /// `error.message`.
-    pub fn message(&self) -> &str {
-        self.json["error"]["message"].as_str().unwrap_or("")
-    }
-    /// The account the inner service saw, if admitted.
-    pub fn account(&self) -> Option<&str> {
-        self.json["identity"]["account"].as_str()
-    }
-}
-
-/// A request to `path` from 127.0.0.1, with the proof as `Authorization: Bearer`.
-pub fn request(path: &str, proof: Option<&str>) -> http::request::Builder {
-    let mut b = Request::builder().uri(path);
-    if let Some(p) = proof {
-        b = b.header("authorization", format!("Bearer {p}"));
-    }
-    b.extension(ClientAddr("127.0.0.1:40000".parse().unwrap()))
-}
-
-pub async fn send(layer: &IamJoinLayer, req: Request<Full<Bytes>>) -> Reply {
-    let resp = layer.layer(echo_service()).oneshot(req).await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-    Reply {
-        status,
-        headers,
-        json,
-    }
-}
-
 /// `GET path` with `proof` as a bearer token.
-pub async fn get_with(layer: &IamJoinLayer, path: &str, proof: Option<&str>) -> Reply {
-    send(layer, request(path, proof).body(Full::default()).unwrap()).await
-}
+pub use iam_join_testkit::http::get as get_with;
+pub use iam_join_testkit::http::{Reply, echo_service, request, send};
 
 /// A fresh challenge from the layer's endpoint.
 pub async fn challenge(layer: &IamJoinLayer) -> String {

@@ -3,150 +3,20 @@
 //! YAML file to share that Redis, one sts-emulator, one test upstream, one token policy and one
 //! challenge key.
 //!
-//! The Redis part follows `crates/iam-join-tower/tests/support_redis/mod.rs` (which cannot be
-//! imported across crates).
+//! The `redis-server` guard is `iam_join_testkit::redis_server::RedisServer`, shared with the
+//! tower crate's Redis tests.
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
 
 use iam_join_e2e::{AUDIENCE, JOIN_PATH, PUBLIC_PATH, REGION, SEED_TOKENS, Upstream};
 use iam_join_proxy::{Config, Proxy, ProxyError};
+pub(crate) use iam_join_testkit::redis_server::RedisServer;
 use sts_emulator::EmulatorHandle;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// How long to wait for `redis-server` to answer `PING`.
-const START_TIMEOUT: Duration = Duration::from_secs(15);
-
 /// The challenge HMAC key both replicas read (>= 32 bytes, like `openssl rand -hex 32`).
 const CHALLENGE_KEY: &str = "4f1c8e2a9b7d6c5e3f0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f67\n";
-
-/// A `redis-server` on `127.0.0.1:<port>`, killed on drop.
-pub(crate) struct RedisServer {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    /// Starts a server on a free loopback port. Panics (never skips) if `redis-server` is not on
-    /// `PATH`.
-    pub(crate) fn start() -> Self {
-        let mut last = String::new();
-        for _ in 0..5 {
-            let port = free_port();
-            match spawn_redis(port) {
-                Ok(child) => {
-                    return Self {
-                        port,
-                        child: Some(child),
-                    };
-                }
-                // Another process may have taken the port between our probe and the server's bind.
-                Err(e) => last = e,
-            }
-        }
-        panic!("could not start redis-server: {last}");
-    }
-
-    /// `redis://127.0.0.1:<port>`.
-    pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Kills the server (SIGKILL: no clean shutdown, like a crash).
-    pub(crate) fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts a fresh, empty server on the same port.
-    pub(crate) fn restart(&mut self) {
-        self.kill();
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            match spawn_redis(self.port) {
-                Ok(child) => {
-                    self.child = Some(child);
-                    return;
-                }
-                Err(e) if Instant::now() >= deadline => {
-                    panic!("could not restart redis-server on port {}: {e}", self.port)
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-fn spawn_redis(port: u16) -> Result<Child, String> {
-    let mut child = Command::new("redis-server")
-        .args(["--port", &port.to_string()])
-        .args(["--bind", "127.0.0.1"])
-        .args(["--save", ""])
-        .args(["--appendonly", "no"])
-        .arg("--dir")
-        .arg(std::env::temp_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run `redis-server` ({e}): the proxy Redis tests need a real Redis server \
-                 on PATH (Debian/Ubuntu: `apt-get install redis-server`; scripts/test.sh installs \
-                 it); they are never skipped"
-            )
-        });
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!(
-                "redis-server exited at start ({status}); port {port} taken?"
-            ));
-        }
-        if answers_ping(port) {
-            return Ok(child);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "redis-server did not answer PING on port {port} within {START_TIMEOUT:?}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn answers_ping(port: u16) -> bool {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    if s.write_all(b"PING\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 7];
-    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-}
 
 /// One running `iam-join-proxy`.
 pub(crate) struct Replica {

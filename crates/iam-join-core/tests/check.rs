@@ -4,19 +4,15 @@
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{
-    SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
-};
-use aws_sigv4::sign::v4;
 use base64::Engine as _;
 use iam_join_core::challenge::{ChallengeKey, issue_challenge};
 use iam_join_core::check::{ProofRules, check_proof, check_request};
 use iam_join_core::token::{ProofFormat, RawSignedRequest, decode_proof_token};
 use iam_join_core::{Binding, ErrorCode, SigningForm};
+use iam_join_testkit::sign::HandSigned;
 use time::OffsetDateTime;
 
 const AUDIENCE: &str = "test-cluster";
-const BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
 
 fn creds(session: bool) -> Credentials {
     Credentials::new(
@@ -44,23 +40,6 @@ fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
-fn params<'a>(
-    identity: &'a aws_smithy_runtime_api::client::identity::Identity,
-    region: &'a str,
-    at: SystemTime,
-    settings: SigningSettings,
-) -> aws_sigv4::http_request::SigningParams<'a> {
-    v4::SigningParams::builder()
-        .identity(identity)
-        .region(region)
-        .name("sts")
-        .time(at)
-        .settings(settings)
-        .build()
-        .unwrap()
-        .into()
-}
-
 /// A signed POST proof bound by `binding` (header name, value).
 fn signed_post(
     host: &str,
@@ -69,38 +48,11 @@ fn signed_post(
     at: SystemTime,
     session: bool,
 ) -> RawSignedRequest {
-    let identity = creds(session).into();
-    let url = format!("https://{host}/");
-    let headers = [
-        (
-            "content-type",
-            "application/x-www-form-urlencoded; charset=utf-8",
-        ),
-        binding,
-    ];
-    let signable = SignableRequest::new(
-        "POST",
-        &url,
-        headers.iter().copied(),
-        SignableBody::Bytes(BODY.as_bytes()),
-    )
-    .unwrap();
-    let p = params(&identity, region, at, SigningSettings::default());
-    let (instructions, _) = sign(signable, &p).unwrap().into_parts();
-    let mut out: Vec<(String, String)> = headers
-        .iter()
-        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-        .collect();
-    for (n, v) in instructions.headers() {
-        out.push((n.to_ascii_lowercase(), v.to_owned()));
-    }
-    RawSignedRequest {
-        format: ProofFormat::IamJoinV1,
-        method: "POST".into(),
-        url,
-        headers: out,
-        body: BODY.into(),
-    }
+    let mut signer = HandSigned::new(creds(session), AUDIENCE).bound_by(binding);
+    signer.host = host;
+    signer.region = region;
+    signer.at = at;
+    signer.post()
 }
 
 fn presigned_url(
@@ -110,23 +62,12 @@ fn presigned_url(
     at: SystemTime,
     expires: u64,
 ) -> String {
-    let identity = creds(true).into();
-    let url = format!("https://{host}/?Action=GetCallerIdentity&Version=2011-06-15");
-    let signable = SignableRequest::new(
-        "GET",
-        &url,
-        std::iter::once(binding),
-        SignableBody::Bytes(&[]),
-    )
-    .unwrap();
-    let mut settings = SigningSettings::default();
-    settings.signature_location = SignatureLocation::QueryParams;
-    settings.expires_in = Some(Duration::from_secs(expires));
-    let p = params(&identity, region, at, settings);
-    let (instructions, _) = sign(signable, &p).unwrap().into_parts();
-    let mut req = http::Request::builder().uri(&url).body(()).unwrap();
-    instructions.apply_to_request_http1x(&mut req);
-    format!("https://{host}{}", req.uri().path_and_query().unwrap())
+    let mut signer = HandSigned::new(creds(true), AUDIENCE);
+    signer.host = host;
+    signer.region = region;
+    signer.headers = vec![binding];
+    signer.at = at;
+    signer.presign(expires).url
 }
 
 fn presigned_get(host: &str, region: &str, at: SystemTime, expires: u64) -> RawSignedRequest {
@@ -529,35 +470,10 @@ fn signed_connection_level_headers_are_malformed() {
             true,
         );
         // Re-sign with the extra header to make it part of SignedHeaders.
-        let identity = creds(true).into();
-        let url = raw.url.clone();
-        let extra = [
-            (
-                "content-type",
-                "application/x-www-form-urlencoded; charset=utf-8",
-            ),
-            ("x-iam-join-audience", AUDIENCE),
-            (header, "chunked"),
-        ];
-        let signable = SignableRequest::new(
-            "POST",
-            &url,
-            extra.iter().copied(),
-            SignableBody::Bytes(BODY.as_bytes()),
-        )
-        .unwrap();
-        let mut settings = SigningSettings::default();
-        settings.excluded_headers = None;
-        let p = params(&identity, "us-west-2", SystemTime::now(), settings);
-        let (instructions, _) = sign(signable, &p).unwrap().into_parts();
+        let mut signer = HandSigned::new(creds(true), AUDIENCE);
+        signer.headers.push((header, "chunked"));
         let mut r = raw.clone();
-        r.headers = extra
-            .iter()
-            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-            .collect();
-        for (n, v) in instructions.headers() {
-            r.headers.push((n.to_ascii_lowercase(), v.to_owned()));
-        }
+        r.headers = signer.post().headers;
         let e = check_request(&r, &rules(), now()).unwrap_err();
         assert_eq!(e.code(), ErrorCode::MalformedProof, "{header}");
         assert!(e.message().contains(header), "{e}");

@@ -23,10 +23,6 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{
-    SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
-};
-use aws_sigv4::sign::v4;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use iam_join_core::check::{ProofRules, check_proof, parse_amz_date};
@@ -36,6 +32,7 @@ use iam_join_core::token::{ProofFormat, RawSignedRequest, decode_proof_token};
 use iam_join_core::{
     ErrorCode, SignedStsRequest, SigningForm, StsHostAllowList, parse_sts_response,
 };
+use iam_join_testkit::sign::HandSigned;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use proptest::test_runner::Config;
@@ -95,87 +92,18 @@ fn creds() -> Credentials {
     )
 }
 
-fn signing_params<'a>(
-    identity: &'a aws_smithy_runtime_api::client::identity::Identity,
-    settings: SigningSettings,
-) -> aws_sigv4::http_request::SigningParams<'a> {
-    v4::SigningParams::builder()
-        .identity(identity)
-        .region(REGION)
-        .name("sts")
-        .time(signed_at())
-        .settings(settings)
-        .build()
-        .expect("complete signing parameters")
-        .into()
+fn signer() -> HandSigned<'static> {
+    let mut signer = HandSigned::new(creds(), AUDIENCE);
+    signer.at = signed_at();
+    signer
 }
 
 fn valid_post() -> RawSignedRequest {
-    let identity = creds().into();
-    let url = format!("https://{HOST}/");
-    let headers = [
-        (
-            "content-type",
-            "application/x-www-form-urlencoded; charset=utf-8",
-        ),
-        ("x-iam-join-audience", AUDIENCE),
-    ];
-    let signable = SignableRequest::new(
-        "POST",
-        &url,
-        headers.iter().copied(),
-        SignableBody::Bytes(GCI_BODY.as_bytes()),
-    )
-    .expect("a signable POST");
-    let params = signing_params(&identity, SigningSettings::default());
-    let (instructions, _) = sign(signable, &params).expect("signed").into_parts();
-    let mut out: Vec<(String, String)> = headers
-        .iter()
-        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-        .collect();
-    for (n, v) in instructions.headers() {
-        out.push((n.to_ascii_lowercase(), v.to_owned()));
-    }
-    RawSignedRequest {
-        format: ProofFormat::IamJoinV1,
-        method: "POST".into(),
-        url,
-        headers: out,
-        body: GCI_BODY.into(),
-    }
+    signer().post()
 }
 
 fn valid_get() -> RawSignedRequest {
-    let identity = creds().into();
-    let url = format!("https://{HOST}/?{GCI_BODY}");
-    let binding = ("x-iam-join-audience", AUDIENCE);
-    let signable = SignableRequest::new(
-        "GET",
-        &url,
-        std::iter::once(binding),
-        SignableBody::Bytes(&[]),
-    )
-    .expect("a signable GET");
-    let mut settings = SigningSettings::default();
-    settings.signature_location = SignatureLocation::QueryParams;
-    settings.expires_in = Some(Duration::from_secs(300));
-    let params = signing_params(&identity, settings);
-    let (instructions, _) = sign(signable, &params).expect("signed").into_parts();
-    let mut req = http::Request::builder()
-        .uri(&url)
-        .body(())
-        .expect("a request for the URL");
-    instructions.apply_to_request_http1x(&mut req);
-    RawSignedRequest {
-        format: ProofFormat::IamJoinV1,
-        method: "GET".into(),
-        url: format!(
-            "https://{HOST}{}",
-            req.uri().path_and_query().expect("a path")
-        ),
-        headers: vec![(binding.0.into(), binding.1.into())],
-        body: String::new(),
-    }
+    signer().audience_only().presign(300)
 }
 
 #[test]

@@ -1,36 +1,26 @@
 //! The IamJoinLayer against the sts-emulator on 127.0.0.1:0 (issue 3's "must show").
 #![allow(clippy::unwrap_used)]
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use iam_join_client::{Binding, ProofBuilder, SigningForm, sts_endpoint};
 use iam_join_core::VerifiedIdentity;
 use iam_join_core::policy::TokenPolicy;
 use iam_join_core::token::decode_proof_token;
-use iam_join_tower::{ClientAddr, IamJoinLayer, IamJoinLayerBuilder, Rate, RateLimits};
-use sts_emulator::{Emulator, EmulatorHandle, Fault, TestIdentity, default_identities};
-use tower::{Layer, Service, ServiceExt, service_fn};
+use iam_join_testkit::http::{get, request, send};
+use iam_join_testkit::identities::{alice, node, node2, other_account};
+use iam_join_testkit::policy::{EXPIRED_TOKEN_YAML, SEED_TOKEN_YAML, seed_policy_with};
+use iam_join_tower::{IamJoinLayer, IamJoinLayerBuilder, Rate, RateLimits};
+use sts_emulator::{Emulator, EmulatorHandle, Fault, TestIdentity};
+use tower::ServiceExt;
 
 const AUDIENCE: &str = "teleport.example.com";
 
-const SEED: &str = include_str!("../../iam-join-core/tests/fixtures/token.yaml");
-const EXTRA: &str = r#"
-kind: token
-version: v2
-metadata:
-  name: old-token
-  expires: 2020-01-01T00:00:00Z
-spec:
-  roles: [Node]
-  join_method: iam
-  allow:
-    - aws_account: "111111111111"
----
+/// Added to the seed with [`EXPIRED_TOKEN_YAML`].
+const OTHER_ACCOUNT_TOKEN: &str = r#"---
 kind: token
 version: v2
 metadata:
@@ -43,17 +33,10 @@ spec:
 "#;
 
 fn seed_policy() -> TokenPolicy {
-    TokenPolicy::from_yaml_str(&format!("{SEED}\n---\n{EXTRA}"), "test-policy").unwrap()
-}
-
-fn alice() -> TestIdentity {
-    default_identities()[0].clone()
-}
-fn node() -> TestIdentity {
-    default_identities()[1].clone()
-}
-fn other_account() -> TestIdentity {
-    default_identities()[3].clone()
+    seed_policy_with(
+        &format!("{EXPIRED_TOKEN_YAML}{OTHER_ACCOUNT_TOKEN}"),
+        "test-policy",
+    )
 }
 
 struct Harness {
@@ -90,76 +73,6 @@ fn proof(id: &TestIdentity) -> String {
         SigningForm::Post,
         SystemTime::now(),
     )
-}
-
-/// The inner service: echoes the request headers it received and the identity extension.
-fn echo_service() -> impl Service<
-    Request<Full<Bytes>>,
-    Response = Response<Full<Bytes>>,
-    Error = Infallible,
-    Future = impl Send,
-> + Clone
-+ Send
-+ 'static {
-    service_fn(|req: Request<Full<Bytes>>| async move {
-        let headers: serde_json::Map<String, serde_json::Value> = req
-            .headers()
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_owned(),
-                    serde_json::Value::String(v.to_str().unwrap_or("").to_owned()),
-                )
-            })
-            .collect();
-        let identity = req
-            .extensions()
-            .get::<VerifiedIdentity>()
-            .map(|id| id.identity.arn().to_owned());
-        let body = serde_json::json!({"headers": headers, "identity": identity});
-        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body.to_string()))))
-    })
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    json: serde_json::Value,
-}
-
-impl Reply {
-    fn code(&self) -> &str {
-        self.json["error"]["code"].as_str().unwrap_or("")
-    }
-}
-
-fn request(path: &str, proof: Option<&str>) -> http::request::Builder {
-    let mut b = Request::builder().uri(path);
-    if let Some(p) = proof {
-        b = b.header("authorization", format!("Bearer {p}"));
-    }
-    b.extension(ClientAddr("127.0.0.1:40000".parse().unwrap()))
-}
-
-async fn send(layer: &IamJoinLayer, req: Request<Full<Bytes>>) -> Reply {
-    let resp = layer.layer(echo_service()).oneshot(req).await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    let json = if body.is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)
-    };
-    Reply {
-        status,
-        headers,
-        json,
-    }
-}
-
-async fn get(layer: &IamJoinLayer, path: &str, proof: Option<&str>) -> Reply {
-    send(layer, request(path, proof).body(Full::default()).unwrap()).await
 }
 
 fn reencode(token: &str, edit: impl FnOnce(&mut iam_join_core::RawSignedRequest)) -> String {
@@ -211,7 +124,7 @@ async fn upstream_sees_trusted_headers_but_not_the_proof_or_spoofed_headers() {
     assert_eq!(headers["x-iam-join-token"], "iam-token");
     assert_eq!(headers["x-iam-join-region"], "us-west-2");
     assert!(headers.get("authorization").is_none());
-    assert_eq!(r.json["identity"], alice().arn);
+    assert_eq!(r.json["identity"]["arn"], alice().arn);
 }
 
 #[tokio::test]
@@ -398,7 +311,7 @@ async fn identity_matching_no_rule_is_403_not_allowed() {
     let h = harness(|b| b).await;
     let r = get(&h.layer, "/app", Some(&proof(&other_account()))).await;
     assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "not_allowed"));
-    let similar = default_identities()[2].clone(); // teleport-node-role2
+    let similar = node2(); // teleport-node-role2
     let r = get(&h.layer, "/app", Some(&proof(&similar))).await;
     assert_eq!(r.code(), "not_allowed");
 }
@@ -627,7 +540,7 @@ async fn policy_swap_applies_to_the_next_request() {
     let t = proof(&other_account());
     assert_eq!(get(&h.layer, "/app", Some(&t)).await.code(), "not_allowed");
     let widened = TokenPolicy::from_yaml_str(
-        &SEED.replace("\"222222222222\"", "\"444444444444\""),
+        &SEED_TOKEN_YAML.replace("\"222222222222\"", "\"444444444444\""),
         "swapped",
     )
     .unwrap();

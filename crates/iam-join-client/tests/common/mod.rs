@@ -21,7 +21,7 @@ use iam_join_client::{
     ProofFormat, SignedStsRequest, SignedStsRequestExt, VerifierClient, decode_proof_token,
 };
 use iam_join_core::VerifiedIdentity;
-use iam_join_core::policy::TokenPolicy;
+use iam_join_testkit::policy::seed_policy;
 use iam_join_tower::{ClientAddr, IamJoinLayer, RateLimits};
 use sts_emulator::{Emulator, EmulatorHandle, TestIdentity};
 use tokio::net::TcpListener;
@@ -106,10 +106,6 @@ pub(crate) async fn send_presigned(
 /// The audience the test verifier is configured with.
 pub(crate) const AUDIENCE: &str = "teleport.example.com";
 
-/// The seed's join token (`iam-token`: accounts 111111111111 and 222222222222, and
-/// `teleport-node-role` instances in 333333333333).
-const SEED_TOKEN: &str = include_str!("../../../iam-join-core/tests/fixtures/token.yaml");
-
 /// The real verifier: `iam_join_tower::IamJoinLayer` (seed policy, default token `iam-token`,
 /// every STS host sent to its own sts-emulator, no rate limits) around an inner service that
 /// answers 200 with the ARN of the identity the layer handed it. Served by hyper-util on
@@ -143,7 +139,7 @@ impl Drop for TestVerifier {
 /// Starts an emulator and the layer in front of it, bound to `audience`.
 pub(crate) async fn start_verifier(audience: &str) -> TestVerifier {
     let sts = Emulator::start().await.expect("emulator");
-    let policy = TokenPolicy::from_yaml_str(SEED_TOKEN, "token.yaml").expect("seed policy");
+    let policy = seed_policy();
     let layer = IamJoinLayer::builder()
         .audience(audience)
         .default_token("iam-token")

@@ -3,20 +3,17 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::convert::Infallible;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
 
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use iam_join_core::challenge::ChallengeKey;
-use iam_join_core::policy::TokenPolicy;
-use iam_join_core::token::{ProofFormat, RawSignedRequest};
+pub use iam_join_testkit::identities::alice;
+pub use iam_join_testkit::policy::seed_policy;
+pub use iam_join_testkit::redis_server::RedisServer;
+use iam_join_testkit::sign::HandSigned;
 use iam_join_tower::redis::{RedisBackend, RedisConfig};
 use iam_join_tower::{ClientAddr, IamJoinLayer, RateLimits};
 use sts_emulator::TestIdentity;
@@ -29,229 +26,19 @@ pub const AUDIENCE: &str = "redis-test-cluster";
 pub const STS_HOST: &str = "sts.us-west-2.amazonaws.com";
 /// Its region.
 pub const STS_REGION: &str = "us-west-2";
-const BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
-const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
-const SEED_TOKEN: &str = include_str!("../../../iam-join-core/tests/fixtures/token.yaml");
-
-/// How long to wait for `redis-server` to answer `PING`.
-const START_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// A `redis-server` on `127.0.0.1:<port>`, killed on drop.
-pub struct RedisServer {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    /// Starts a server on a free loopback port. Panics (never skips) if `redis-server` is not on
-    /// `PATH`.
-    pub fn start() -> Self {
-        let mut last = String::new();
-        for _ in 0..5 {
-            let port = free_port();
-            match spawn_redis(port) {
-                Ok(child) => {
-                    return Self {
-                        port,
-                        child: Some(child),
-                    };
-                }
-                // Another process may have taken the port between our probe and the server's bind.
-                Err(e) => last = e,
-            }
-        }
-        panic!("could not start redis-server: {last}");
-    }
-
-    /// `redis://127.0.0.1:<port>`.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// The port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Kills the server (SIGKILL: no clean shutdown, like a crash).
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Freezes the server (SIGSTOP): connections stay open but nothing answers, like a hung or
-    /// overloaded Redis.
-    pub fn pause(&self) {
-        self.signal("-STOP");
-    }
-
-    /// Thaws a [`pause`](Self::pause)d server (SIGCONT).
-    pub fn resume(&self) {
-        self.signal("-CONT");
-    }
-
-    fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().expect("redis-server is running").id();
-        let status = Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {sig} {pid} failed");
-    }
-
-    /// Starts a fresh, empty server on the same port.
-    pub fn restart(&mut self) {
-        self.kill();
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            match spawn_redis(self.port) {
-                Ok(child) => {
-                    self.child = Some(child);
-                    return;
-                }
-                Err(e) if Instant::now() >= deadline => {
-                    panic!("could not restart redis-server on port {}: {e}", self.port)
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-    }
-
-    /// A plain connection for inspecting keys.
-    pub async fn inspect(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
-            .expect("redis url")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect to the test redis-server")
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        if let Some(child) = &self.child {
-            // A paused server must be thawed to die promptly.
-            let _ = Command::new("kill")
-                .args(["-CONT", &child.id().to_string()])
-                .status();
-        }
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-fn spawn_redis(port: u16) -> Result<Child, String> {
-    let mut child = Command::new("redis-server")
-        .args(["--port", &port.to_string()])
-        .args(["--bind", "127.0.0.1"])
-        .args(["--save", ""])
-        .args(["--appendonly", "no"])
-        .arg("--dir")
-        .arg(std::env::temp_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run `redis-server` ({e}): the Redis tests need a real Redis server on PATH \
-                 (Debian/Ubuntu: `apt-get install redis-server`); they are never skipped"
-            )
-        });
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!(
-                "redis-server exited at start ({status}); port {port} taken?"
-            ));
-        }
-        if answers_ping(port) {
-            return Ok(child);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "redis-server did not answer PING on port {port} within {START_TIMEOUT:?}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn answers_ping(port: u16) -> bool {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    if s.write_all(b"PING\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 7];
-    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-}
-
-/// The seed token policy (`iam-token`).
-pub fn seed_policy() -> TokenPolicy {
-    TokenPolicy::from_yaml_str(SEED_TOKEN, "token.yaml").expect("the seed token loads")
-}
 
 /// The challenge key all replicas share.
 pub fn shared_challenge_key() -> ChallengeKey {
     ChallengeKey::from_bytes(&[7u8; 32]).expect("32 bytes")
 }
 
-/// Identity 1 of the emulator: IAM user alice in 111111111111 (allowed by the seed token).
-pub fn alice() -> TestIdentity {
-    sts_emulator::default_identities().remove(0)
-}
-
 /// A signed POST proof token for `identity`, bound by `binding` (header, value), signed at `at`.
 pub fn signed_post(identity: &TestIdentity, binding: (&str, &str), at: SystemTime) -> String {
-    let signer: Identity = identity.credentials().into();
-    let url = format!("https://{STS_HOST}/");
-    let headers = [("content-type", FORM), binding];
-    let signable = SignableRequest::new(
-        "POST",
-        &url,
-        headers.iter().copied(),
-        SignableBody::Bytes(BODY.as_bytes()),
-    )
-    .expect("signable request");
-    let params = v4::SigningParams::builder()
-        .identity(&signer)
-        .region(STS_REGION)
-        .name("sts")
-        .time(at)
-        .settings(SigningSettings::default())
-        .build()
-        .expect("signing params")
-        .into();
-    let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
-    let mut out: Vec<(String, String)> = headers
-        .iter()
-        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-        .collect();
-    for (n, v) in instructions.headers() {
-        out.push((n.to_ascii_lowercase(), v.to_owned()));
-    }
-    RawSignedRequest {
-        format: ProofFormat::IamJoinV1,
-        method: "POST".into(),
-        url,
-        headers: out,
-        body: BODY.into(),
-    }
-    .to_iam_join_v1_token()
+    let mut signer = HandSigned::new(identity.credentials(), AUDIENCE).bound_by(binding);
+    signer.host = STS_HOST;
+    signer.region = STS_REGION;
+    signer.at = at;
+    signer.post().to_iam_join_v1_token()
 }
 
 /// An audience-bound proof signed `age_secs` seconds ago (distinct ages give distinct proofs).
@@ -393,9 +180,18 @@ pub fn client(n: u8) -> SocketAddr {
     SocketAddr::from(([192, 0, 2, n], 40_000))
 }
 
+/// A plain connection to `server` for inspecting keys.
+pub async fn inspect(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to the test redis-server")
+}
+
 /// Every key in Redis is under `prefix` and has a TTL; returns the keys.
 pub async fn assert_all_keys_expire(server: &RedisServer, prefix: &str) -> Vec<String> {
-    let mut conn = server.inspect().await;
+    let mut conn = inspect(server).await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("*")
         .query_async(&mut conn)
