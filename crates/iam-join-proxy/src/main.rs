@@ -103,8 +103,9 @@ async fn run(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let signals = StopSignals::install();
     reload_on_sighup(proxy.handle());
-    match proxy.serve(shutdown_signal()).await {
+    match proxy.serve(shutdown_signal(signals)).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "serving failed");
@@ -113,40 +114,65 @@ async fn run(path: &Path) -> ExitCode {
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
-async fn shutdown_signal() {
-    wait_for_stop_signal().await;
-    tracing::info!("stop signal received; a second one stops without draining");
-    tokio::spawn(async {
-        wait_for_stop_signal().await;
-        tracing::warn!("second stop signal: exiting without draining");
-        std::process::exit(1);
-    });
-}
+/// SIGTERM/SIGINT handlers, installed before the proxy reports ready so that a signal sent
+/// right after "ready" is never met by the default action (terminate without draining).
+#[cfg(unix)]
+struct StopSignals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
 
 #[cfg(unix)]
-async fn wait_for_stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+impl StopSignals {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Self(Some((term, int))),
+            _ => {
+                tracing::error!("cannot listen for SIGTERM/SIGINT; falling back to Ctrl-C");
+                Self(None)
             }
         }
-        _ => {
-            tracing::error!("cannot listen for SIGTERM/SIGINT; falling back to Ctrl-C");
-            let _ = tokio::signal::ctrl_c().await;
+    }
+
+    async fn next(&mut self) {
+        match &mut self.0 {
+            Some((term, int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_stop_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+struct StopSignals;
+
+#[cfg(not(unix))]
+impl StopSignals {
+    fn install() -> Self {
+        Self
+    }
+
+    async fn next(&mut self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
+async fn shutdown_signal(mut signals: StopSignals) {
+    signals.next().await;
+    tracing::info!("stop signal received; a second one stops without draining");
+    tokio::spawn(async move {
+        signals.next().await;
+        tracing::warn!("second stop signal: exiting without draining");
+        std::process::exit(1);
+    });
 }
 
 #[cfg(unix)]
