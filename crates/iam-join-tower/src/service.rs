@@ -51,6 +51,24 @@ fn path_matches(patterns: &[String], path: &str) -> bool {
     })
 }
 
+fn original_uri_needs_challenge(headers: &HeaderMap, patterns: &[String]) -> bool {
+    if patterns.is_empty() {
+        return false;
+    }
+    ["x-original-uri", "x-forwarded-uri"].iter().any(|name| {
+        headers.get_all(*name).iter().any(|v| {
+            let Ok(uri) = v.to_str() else { return true };
+            let path = uri.split(['?', '#']).next().unwrap_or("");
+            match normalize_path(path) {
+                Some(n) => {
+                    challenge_path_matches(patterns, &n) || challenge_path_matches(patterns, path)
+                }
+                None => true,
+            }
+        })
+    })
+}
+
 fn loose(p: &str) -> String {
     let p = p.to_ascii_lowercase();
     match p.trim_end_matches('/') {
@@ -167,6 +185,12 @@ where
         }
         None => !settings.challenge_paths.is_empty(),
     };
+    // `/verify` serves nginx `auth_request` and Traefik `ForwardAuth`, which name the original
+    // request in `X-Original-URI` / `X-Forwarded-Uri`. It can only add the challenge
+    // requirement (a forged header cannot lower it below that of the `/verify` path itself).
+    let require_challenge = require_challenge
+        || (matches!(endpoint, Some(Endpoint::Verify))
+            && original_uri_needs_challenge(req.headers(), &settings.challenge_paths));
 
     match endpoint {
         Some(Endpoint::Challenge) => {

@@ -183,3 +183,25 @@ async fn challenge_paths_match_whatever_the_case_or_trailing_slash() {
     .await;
     assert_eq!(status, StatusCode::OK, "/joined is another path");
 }
+
+#[tokio::test]
+async fn verify_endpoint_applies_challenge_paths_to_the_original_uri() {
+    let (_e, layer) = layer().await;
+    let t = proof();
+    for (header, uri, expected) in [
+        ("x-original-uri", "/join?next=1", StatusCode::BAD_REQUEST),
+        ("x-forwarded-uri", "/JOIN/", StatusCode::BAD_REQUEST),
+        ("x-original-uri", "/app", StatusCode::OK),
+    ] {
+        let (status, _) = send(
+            &layer,
+            req("/v1/iam-join/verify")
+                .header("authorization", format!("Bearer {t}"))
+                .header(header, uri)
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, expected, "{header}: {uri}");
+    }
+}
