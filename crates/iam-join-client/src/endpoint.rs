@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use iam_join_core::{Partition, Region};
+
 use crate::ClientError;
 
 /// The region used when none can be found (the same fallback Teleport uses).
@@ -121,8 +123,8 @@ impl fmt::Display for StsEndpoint {
 /// # Ok::<(), iam_join_client::ClientError>(())
 /// ```
 pub fn sts_endpoint(region: &str, fips: bool) -> Result<StsEndpoint, ClientError> {
-    validate_region(region)?;
-    let (suffix, partition) = partition_of(region);
+    let partition = validate_region(region)?.partition();
+    let suffix = partition.dns_suffix();
     let regional = |host: String, fips: bool| StsEndpoint {
         host,
         region: region.to_owned(),
@@ -136,7 +138,7 @@ pub fn sts_endpoint(region: &str, fips: bool) -> Result<StsEndpoint, ClientError
         ));
     }
     match partition {
-        Partition::UsGov => Ok(regional(format!("sts.{region}.{suffix}"), true)),
+        Partition::AwsUsGov => Ok(regional(format!("sts.{region}.{suffix}"), true)),
         Partition::Aws if FIPS_COMMERCIAL_REGIONS.contains(&region) => {
             Ok(regional(format!("sts-fips.{region}.{suffix}"), true))
         }
@@ -153,58 +155,26 @@ pub fn sts_endpoint(region: &str, fips: bool) -> Result<StsEndpoint, ClientError
                 fips_fallback_from: Some(region.to_owned()),
             })
         }
-        Partition::China | Partition::Iso => Err(ClientError::invalid(
+        // China, the ISO partitions and any partition added later have no FIPS STS endpoint.
+        _ => Err(ClientError::invalid(
             "region",
             format!("{region} has no FIPS STS endpoint; drop --fips for this partition"),
         )),
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Partition {
-    Aws,
-    UsGov,
-    China,
-    Iso,
-}
-
-fn partition_of(region: &str) -> (&'static str, Partition) {
-    if region.starts_with("cn-") {
-        ("amazonaws.com.cn", Partition::China)
-    } else if region.starts_with("us-gov-") {
-        ("amazonaws.com", Partition::UsGov)
-    } else if region.starts_with("us-isob-") {
-        ("sc2s.sgov.gov", Partition::Iso)
-    } else if region.starts_with("us-iso-") {
-        ("c2s.ic.gov", Partition::Iso)
-    } else {
-        ("amazonaws.com", Partition::Aws)
-    }
-}
-
 /// Checks that `region` looks like an AWS region name (`us-west-2`, `us-gov-east-1`, ...), so it
-/// can be put into a host name safely.
-pub(crate) fn validate_region(region: &str) -> Result<(), ClientError> {
-    let parts: Vec<&str> = region.split('-').collect();
-    let shaped = region.len() <= 40
-        && parts.len() >= 3
-        && parts[..parts.len() - 1]
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
-        && parts
-            .last()
-            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    if shaped {
-        Ok(())
-    } else {
-        Err(ClientError::invalid(
+/// can be put into a host name safely: the core's [`Region`] rule.
+pub(crate) fn validate_region(region: &str) -> Result<Region, ClientError> {
+    region.parse::<Region>().map_err(|e| {
+        ClientError::invalid(
             "region",
             format!(
-                "{:?} is not an AWS region name like us-west-2",
+                "{:?} is not an AWS region name like us-west-2: {e}",
                 truncate(region, 64)
             ),
-        ))
-    }
+        )
+    })
 }
 
 fn validate_host(host: &str) -> Result<(), ClientError> {

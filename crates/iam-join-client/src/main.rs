@@ -368,7 +368,7 @@ async fn whoami(args: &WhoamiArgs, config: Option<&std::path::Path>) -> Result<(
     let (creds, endpoint) = credentials_and_endpoint(&args.aws).await?;
     let binding = match audience {
         Some(a) => Binding::Audience(a),
-        None => verifier.fetch_challenge().await?.binding()?,
+        None => Binding::for_challenge(&verifier.fetch_challenge().await?)?,
     };
     let proof = ProofBuilder::new(endpoint, binding)
         .form(form)

@@ -10,6 +10,7 @@ use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+use iam_join_core::Audience;
 use iam_join_core::token::ProofFormat;
 
 use crate::endpoint::{StsEndpoint, sts_endpoint, truncate};
@@ -17,11 +18,11 @@ use crate::wire::encode_k8s_token;
 use crate::{ClientError, SignedStsRequest};
 
 /// Header that carries an audience binding (reusable proofs).
-pub const AUDIENCE_HEADER: &str = "x-iam-join-audience";
+pub use iam_join_core::wire::AUDIENCE_HEADER;
 /// Header that carries a challenge binding (single-use proofs).
-pub const CHALLENGE_HEADER: &str = "x-teleport-challenge";
+pub use iam_join_core::wire::CHALLENGE_HEADER;
 /// Header that carries the cluster ID of a `k8s-aws-v1.` token.
-pub const K8S_CLUSTER_ID_HEADER: &str = "x-k8s-aws-id";
+pub use iam_join_core::wire::K8S_AUDIENCE_HEADER as K8S_CLUSTER_ID_HEADER;
 /// The only body (and, for presigned requests, the leading query) a proof may carry.
 pub const GET_CALLER_IDENTITY_QUERY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
 /// The `content-type` of a signed POST proof.
@@ -163,11 +164,10 @@ impl ProofBuilder {
 
     /// Signs the request and returns it unencoded.
     pub fn sign(&self, creds: &Credentials) -> Result<SignedStsRequest, ClientError> {
-        let what = match self.binding {
-            Binding::Audience(_) => "audience",
-            Binding::Challenge(_) => "challenge",
-        };
-        validate_binding_value(what, self.binding.value())?;
+        match &self.binding {
+            Binding::Audience(audience) => validate_audience("audience", audience)?,
+            Binding::Challenge(challenge) => validate_challenge(challenge)?,
+        }
         let time = validate_time(self.time.unwrap_or_else(SystemTime::now))?;
         let binding = (self.binding.header_name(), self.binding.value());
         match self.form {
@@ -222,7 +222,7 @@ pub fn k8s_token_for_endpoint(
     cluster_id: &str,
     time: SystemTime,
 ) -> Result<String, ClientError> {
-    validate_binding_value("cluster ID", cluster_id)?;
+    validate_audience("cluster ID", cluster_id)?;
     let time = validate_time(time)?;
     let url = presign(
         creds,
@@ -386,11 +386,23 @@ fn validate_credentials(creds: &Credentials) -> Result<(), ClientError> {
 
 /// Binding values go into a signed header; SigV4 trims them and collapses runs of spaces, so
 /// values it would change (and anything that is not printable ASCII) are refused.
-fn validate_binding_value(what: &'static str, value: &str) -> Result<(), ClientError> {
+/// An audience (or EKS cluster id) follows the verifier's own [`Audience`] rule, so a value the
+/// verifier could never be configured with is refused before signing.
+fn validate_audience(what: &'static str, value: &str) -> Result<(), ClientError> {
+    value
+        .parse::<Audience>()
+        .map(drop)
+        .map_err(|e| ClientError::invalid(what, format!("{:?}: {e}", truncate(value, 64))))
+}
+
+/// A challenge is whatever the verifier issued; only what could not be sent in a header is
+/// refused.
+fn validate_challenge(value: &str) -> Result<(), ClientError> {
+    let what = "challenge";
     let reason = if value.is_empty() {
         Some("is empty")
     } else if value.len() > MAX_BINDING_LEN {
-        Some("is longer than 4096 bytes")
+        Some("is too long (more than 4096 bytes)")
     } else if !value.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
         Some("must be printable ASCII")
     } else if value.starts_with(' ') || value.ends_with(' ') || value.contains("  ") {
@@ -564,9 +576,18 @@ mod tests {
 
     #[test]
     fn unusable_binding_values_are_rejected() {
-        for v in ["", " a", "a ", "a  b", "a\nb", "é", &"x".repeat(5000)] {
+        // Audiences follow the verifier's Audience rule (at most 256 characters).
+        for v in ["", " a", "a ", "a\nb", "é", &"x".repeat(257)] {
             assert!(
                 builder(Binding::Audience(v.into()))
+                    .sign(&creds(None))
+                    .is_err(),
+                "{v:?} accepted"
+            );
+        }
+        for v in ["", " a", "a ", "a  b", "a\nb", "é", &"x".repeat(5000)] {
+            assert!(
+                builder(Binding::Challenge(v.into()))
                     .sign(&creds(None))
                     .is_err(),
                 "{v:?} accepted"

@@ -11,7 +11,9 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use serde::{Deserialize, Serialize};
+use iam_join_core::TokenName;
+use serde::Deserialize as _;
+use iam_join_core::wire::{ChallengeBody, ErrorBody, WhoAmIBody};
 
 use crate::endpoint::truncate;
 use crate::proof::CHALLENGE_HEADER;
@@ -20,7 +22,7 @@ use crate::{Binding, ClientError};
 /// The verifier's default path prefix.
 pub const DEFAULT_PREFIX: &str = "/v1/iam-join";
 /// The header naming the join token to match (`X-IAM-Join-Token`).
-pub const TOKEN_NAME_HEADER: &str = "x-iam-join-token";
+pub use iam_join_core::wire::TOKEN_HEADER as TOKEN_NAME_HEADER;
 /// Default limit for a whole request (connect, send, read the answer).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default limit for connecting (TCP and TLS handshake are both within [`DEFAULT_TIMEOUT`]).
@@ -28,30 +30,22 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Answers larger than this are refused.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
-/// A challenge from `POST {prefix}/challenge` (DESIGN §3).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Challenge {
-    /// The value to sign into the binding header.
-    pub challenge: String,
-    /// The header to sign it into (`x-teleport-challenge`).
-    pub header: String,
-    /// How long the verifier accepts a proof for it.
-    pub expires_in_seconds: u64,
-}
+/// A challenge from `POST {prefix}/challenge` (DESIGN §3): the verifier's own wire type.
+pub type Challenge = ChallengeBody;
 
-impl Challenge {
-    /// The binding for a proof answering this challenge.
+impl Binding {
+    /// The binding for a proof answering `challenge`.
     ///
     /// Fails if the verifier asked for a header other than `x-teleport-challenge`.
-    pub fn binding(&self) -> Result<Binding, ClientError> {
-        if self.header.eq_ignore_ascii_case(CHALLENGE_HEADER) {
-            Ok(Binding::Challenge(self.challenge.clone()))
+    pub fn for_challenge(challenge: &Challenge) -> Result<Self, ClientError> {
+        if challenge.uses_challenge_header() {
+            Ok(Self::Challenge(challenge.challenge.clone()))
         } else {
             Err(ClientError::invalid(
                 "challenge",
                 format!(
                     "the verifier asked for header {:?}; this client signs challenges into {CHALLENGE_HEADER}",
-                    truncate(&self.header, 64)
+                    truncate(&challenge.header, 64)
                 ),
             ))
         }
@@ -80,30 +74,17 @@ pub struct WhoAmI {
 }
 
 impl WhoAmI {
-    /// Reads a `whoami` answer; `account` and `arn` are required.
+    /// Reads a `whoami` answer: the verifier's [`WhoAmIBody`]; fields this version does not know
+    /// are kept in [`WhoAmI::raw`] only.
     pub fn from_json(value: serde_json::Value) -> Result<Self, String> {
-        let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_owned);
-        let account = text("account").ok_or("no \"account\" string")?;
-        let arn = text("arn").ok_or("no \"arn\" string")?;
-        let roles = match value.get("roles") {
-            Some(serde_json::Value::Array(items)) => items
-                .iter()
-                .map(|r| {
-                    r.as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| r.to_string())
-                })
-                .collect(),
-            Some(serde_json::Value::String(s)) => s.split(',').map(str::to_owned).collect(),
-            _ => Vec::new(),
-        };
+        let body = WhoAmIBody::deserialize(&value).map_err(|e| e.to_string())?;
         Ok(Self {
-            account,
-            arn,
-            user_id: text("user_id"),
-            region: text("region"),
-            token: text("token"),
-            roles,
+            account: body.account,
+            arn: body.arn,
+            user_id: Some(body.user_id),
+            region: Some(body.region),
+            token: Some(body.token),
+            roles: body.roles,
             raw: value,
         })
     }
@@ -118,11 +99,11 @@ impl WhoAmI {
 ///
 /// ```no_run
 /// # async fn f(creds: aws_credential_types::Credentials) -> Result<(), iam_join_client::ClientError> {
-/// use iam_join_client::{ProofBuilder, VerifierClient, sts_endpoint};
+/// use iam_join_client::{Binding, ProofBuilder, VerifierClient, sts_endpoint};
 ///
 /// let verifier = VerifierClient::new("https://teleport.example.com")?;
 /// let challenge = verifier.fetch_challenge().await?;
-/// let proof = ProofBuilder::new(sts_endpoint("us-west-2", false)?, challenge.binding()?)
+/// let proof = ProofBuilder::new(sts_endpoint("us-west-2", false)?, Binding::for_challenge(&challenge)?)
 ///     .build(&creds)?;
 /// let me = verifier.whoami(&proof, Some("iam-token")).await?;
 /// println!("{} in {}", me.arn, me.account);
@@ -243,10 +224,12 @@ impl VerifierClient {
             .request(Method::GET, &url)?
             .header(AUTHORIZATION, bearer);
         if let Some(name) = token_name {
-            let value = HeaderValue::try_from(name).map_err(|_| {
-                ClientError::invalid("token name", "has characters not allowed in an HTTP header")
-            })?;
-            builder = builder.header(TOKEN_NAME_HEADER, value);
+            let name: TokenName = name
+                .parse()
+                .map_err(|e: iam_join_core::names::InvalidName| {
+                    ClientError::invalid("token name", e.to_string())
+                })?;
+            builder = builder.header(TOKEN_NAME_HEADER, name.as_str());
         }
         let request = builder
             .body(Full::new(Bytes::new()))
@@ -409,18 +392,6 @@ fn request_error(url: &str, e: &http::Error) -> ClientError {
     }
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    code: String,
-    #[serde(default)]
-    message: String,
-}
-
 fn server_error(url: &str, status: StatusCode, body: &[u8]) -> ClientError {
     let (code, message) = match serde_json::from_slice::<ErrorBody>(body) {
         Ok(ErrorBody { error }) => (error.code, error.message),
@@ -530,13 +501,35 @@ mod tests {
     }
 
     #[test]
-    fn whoami_answers_need_account_and_arn() {
-        let v = serde_json::json!({"account": "111111111111", "arn": "arn:aws:iam::111111111111:user/alice",
-            "user_id": "AIDA", "roles": ["Node"], "token": "iam-token", "region": "us-west-2"});
+    fn whoami_answers_are_the_verifiers_wire_type() {
+        let body = WhoAmIBody {
+            account: "111111111111".into(),
+            arn: "arn:aws:iam::111111111111:user/alice".into(),
+            user_id: "AIDA".into(),
+            principal: "user".into(),
+            name: "alice".into(),
+            session_name: None,
+            region: "us-west-2".into(),
+            token: "iam-token".into(),
+            roles: vec!["Node".into()],
+            binding: "audience".into(),
+            expires_at: "2026-12-02T20:00:00Z".into(),
+        };
+        let mut v = serde_json::to_value(&body).unwrap();
+        v["added_later"] = "ignored".into();
         let me = WhoAmI::from_json(v).unwrap();
         assert_eq!(me.roles, ["Node"]);
         assert_eq!(me.token.as_deref(), Some("iam-token"));
+        assert_eq!(me.raw["added_later"], "ignored");
         assert!(WhoAmI::from_json(serde_json::json!({"account": "1"})).is_err());
+    }
+
+    #[tokio::test]
+    async fn bad_token_names_are_refused_before_sending() {
+        let client = VerifierClient::new("http://127.0.0.1:9").unwrap();
+        let err = client.whoami("proof", Some("a b")).await.unwrap_err();
+        assert!(matches!(err, ClientError::InvalidInput { .. }), "{err}");
+        assert!(err.to_string().contains("token name"), "{err}");
     }
 
     #[test]
@@ -546,8 +539,11 @@ mod tests {
             header: "x-teleport-challenge".into(),
             expires_in_seconds: 60,
         };
-        assert_eq!(c.binding().unwrap(), Binding::Challenge("abc".into()));
+        assert_eq!(
+            Binding::for_challenge(&c).unwrap(),
+            Binding::Challenge("abc".into())
+        );
         c.header = "x-other".into();
-        assert!(c.binding().is_err());
+        assert!(Binding::for_challenge(&c).is_err());
     }
 }

@@ -18,7 +18,7 @@ use crate::error::{ErrorCode, VerifyError};
 type HmacSha256 = Hmac<Sha256>;
 
 /// The header that carries a challenge in a challenge-bound proof.
-pub const CHALLENGE_HEADER: &str = "x-teleport-challenge";
+pub use crate::wire::CHALLENGE_HEADER;
 
 const VERSION: u8 = 1;
 const NONCE_LEN: usize = 16;
@@ -110,7 +110,9 @@ pub fn verify_challenge(
     ttl: Duration,
 ) -> Result<ChallengeClaims, VerifyError> {
     if value.len() > 128 {
-        return Err(invalid("challenge is not one this verifier issued"));
+        return Err(invalid(
+            "challenge is too long to be one this verifier issued",
+        ));
     }
     let raw = URL_SAFE_NO_PAD
         .decode(value)

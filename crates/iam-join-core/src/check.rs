@@ -6,17 +6,20 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use time::macros::format_description;
 
 use crate::challenge::{CHALLENGE_HEADER, ChallengeClaims, ChallengeKey, verify_challenge};
 use crate::error::{ErrorCode, VerifyError, malformed};
-use crate::hosts::{HostError, StsHost, StsHostAllowList, is_plausible_region, printable};
+use crate::hosts::{StsHost, StsHostAllowList, printable};
 use crate::token::{ProofFormat, RawSignedRequest, decode_proof_token};
 
-/// The audience binding header of `iam-join-v1.` proofs.
-pub const AUDIENCE_HEADER: &str = "x-iam-join-audience";
-/// The audience binding header of `k8s-aws-v1.` proofs (the EKS cluster id).
-pub const K8S_AUDIENCE_HEADER: &str = "x-k8s-aws-id";
+mod sigv4;
+#[cfg(test)]
+mod tests;
+
+use sigv4::{AuthParams, CredentialScope, parse_authorization, parse_credential, parse_presigned_query};
+pub use sigv4::{format_amz_date, parse_amz_date};
+
+pub use crate::wire::{AUDIENCE_HEADER, K8S_AUDIENCE_HEADER};
 /// The only body a signed POST may have.
 pub const GET_CALLER_IDENTITY_BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
 /// The only SigV4 algorithm accepted.
@@ -87,6 +90,16 @@ pub enum SigningForm {
     SignedPost,
     /// Auth in the query string, empty body.
     PresignedGet,
+}
+
+impl SigningForm {
+    /// The HTTP method of the form: `POST` or `GET`.
+    pub const fn method(self) -> &'static str {
+        match self {
+            Self::SignedPost => "POST",
+            Self::PresignedGet => "GET",
+        }
+    }
 }
 
 /// The kind of binding, for metrics and logs.
@@ -174,10 +187,7 @@ impl SignedStsRequest {
     }
     /// `POST` or `GET`.
     pub fn method(&self) -> &'static str {
-        match self.form {
-            SigningForm::SignedPost => "POST",
-            SigningForm::PresignedGet => "GET",
-        }
+        self.form.method()
     }
     /// The validated STS host; send it as the `Host` header byte for byte.
     pub fn host(&self) -> &StsHost {
@@ -237,233 +247,26 @@ pub fn check_proof(
     check_request(&raw, rules, now)
 }
 
-/// Checks a decoded proof: DESIGN §4 steps 2 to 6.
+/// Checks a decoded proof: DESIGN §4 steps 2 to 6, one named step each, cheapest first.
 pub fn check_request(
     raw: &RawSignedRequest,
     rules: &ProofRules,
     now: OffsetDateTime,
 ) -> Result<SignedStsRequest, VerifyError> {
-    let form = match raw.method.as_str() {
-        "POST" if raw.format == ProofFormat::IamJoinV1 => SigningForm::SignedPost,
-        "GET" => SigningForm::PresignedGet,
-        other => {
-            return Err(malformed(format!(
-                "method {:?} is not allowed; use POST (signed) or GET (presigned)",
-                printable(other)
-            )));
-        }
-    };
-
-    // Step 2: URL and host.
+    let form = signing_form(raw)?;
     let url = split_url(&raw.url)?;
-    let host = rules.hosts.resolve(url.host).map_err(|e| match e {
-        HostError::NotFips(_) => VerifyError::new(ErrorCode::HostNotAllowed, e.to_string()),
-        _ => VerifyError::new(ErrorCode::HostNotAllowed, e.to_string()),
-    })?;
-
-    // Steps 2-4 per form: query / body, action, auth parameters.
-    let auth = match form {
-        SigningForm::SignedPost => {
-            if url.query.is_some() {
-                return Err(malformed("a signed POST proof must have no query string"));
-            }
-            if raw.body != GET_CALLER_IDENTITY_BODY {
-                return Err(VerifyError::new(
-                    ErrorCode::WrongAction,
-                    format!("body must be exactly {GET_CALLER_IDENTITY_BODY:?}"),
-                ));
-            }
-            let header = raw
-                .header("authorization")
-                .ok_or_else(|| malformed("a signed POST proof needs an authorization header"))?;
-            let mut auth = parse_authorization(header)?;
-            auth.date = raw
-                .header("x-amz-date")
-                .ok_or_else(|| malformed("a signed POST proof needs an x-amz-date header"))?
-                .to_owned();
-            if !auth.signed_headers.iter().any(|h| h == "x-amz-date") {
-                return Err(malformed("x-amz-date must be a signed header"));
-            }
-            auth
-        }
-        SigningForm::PresignedGet => {
-            if !raw.body.is_empty() {
-                return Err(VerifyError::new(
-                    ErrorCode::WrongAction,
-                    "a presigned GET proof must have an empty body",
-                ));
-            }
-            let query = url
-                .query
-                .ok_or_else(|| malformed("a presigned GET proof needs its query string"))?;
-            parse_presigned_query(query)?
-        }
-    };
-
-    // Step 4: SigV4 shape.
-    let scope = parse_credential(&auth.credential)?;
-    if scope.region != host.region() {
-        return Err(malformed(format!(
-            "credential scope region {:?} does not match the region of {} ({})",
-            scope.region,
-            host.name(),
-            host.region()
-        )));
-    }
-    if !auth.signed_headers.iter().any(|h| h == "host") {
-        return Err(malformed("host must be a signed header"));
-    }
-    if auth.signed_headers.iter().any(|h| h == "authorization") {
-        return Err(malformed("authorization cannot be a signed header"));
-    }
-    if let Some(h) = auth
-        .signed_headers
-        .iter()
-        .find(|h| UNFORWARDABLE_HEADERS.contains(&h.as_str()))
-    {
-        return Err(malformed(format!(
-            "signed header {h} is a connection-level header and cannot be sent to STS"
-        )));
-    }
-
-    // Step 5: time.
-    let signed_at = parse_amz_date(&auth.date)?;
-    if scope.date != auth.date[..8] {
-        return Err(malformed(
-            "credential scope date does not match the date of X-Amz-Date",
-        ));
-    }
-    let max_age = time::Duration::try_from(rules.max_age.min(Duration::from_secs(15 * 60)))
-        .unwrap_or(time::Duration::minutes(15));
-    let skew =
-        time::Duration::try_from(rules.max_future_skew).unwrap_or(time::Duration::minutes(5));
-    if signed_at > now + skew {
-        return Err(VerifyError::new(
-            ErrorCode::ProofExpired,
-            "proof is dated in the future; check the signer's clock",
-        ));
-    }
-    let mut expires_at = signed_at + max_age;
-    if let Some(secs) = auth.expires_secs {
-        expires_at = expires_at.min(signed_at + time::Duration::seconds(secs as i64));
-    }
-    if now > expires_at {
-        return Err(VerifyError::new(
-            ErrorCode::ProofExpired,
-            "proof has expired; sign a new one",
-        ));
-    }
-
-    // Step 4 (signed headers present) and step 6 (binding).
-    let binding_candidates: &[&str] = match raw.format {
-        ProofFormat::IamJoinV1 => &[AUDIENCE_HEADER, CHALLENGE_HEADER],
-        ProofFormat::K8sAwsV1 => &[K8S_AUDIENCE_HEADER],
-    };
-    let signed_bindings: Vec<&str> = binding_candidates
-        .iter()
-        .copied()
-        .filter(|b| auth.signed_headers.iter().any(|h| h == b))
-        .collect();
-    let binding_header = match signed_bindings.as_slice() {
-        [one] => *one,
-        [] => {
-            let unsigned = binding_candidates.iter().find(|b| raw.header(b).is_some());
-            return Err(VerifyError::new(
-                ErrorCode::BindingMissing,
-                match unsigned {
-                    Some(b) => format!("binding header {b} is present but not signed"),
-                    None => format!(
-                        "no binding header is signed; sign one of {}",
-                        binding_candidates.join(", ")
-                    ),
-                },
-            ));
-        }
-        _ => {
-            return Err(malformed(
-                "more than one binding header is signed; sign exactly one",
-            ));
-        }
-    };
-
-    let (binding, binding_value) = match binding_header {
-        CHALLENGE_HEADER => {
-            let value = raw
-                .header(CHALLENGE_HEADER)
-                .ok_or_else(|| malformed("signed header x-teleport-challenge is missing"))?;
-            let key = rules.challenge_key.as_ref().ok_or_else(|| {
-                VerifyError::new(
-                    ErrorCode::ChallengeInvalid,
-                    "this verifier does not issue challenges",
-                )
-            })?;
-            let claims = verify_challenge(key, value, now, rules.challenge_ttl)?;
-            (Binding::Challenge(claims), value.to_owned())
-        }
-        header => {
-            let expected = rules.audience.as_deref().ok_or_else(|| {
-                VerifyError::new(
-                    ErrorCode::AudienceMismatch,
-                    "this verifier accepts no audience-bound proofs; use a challenge",
-                )
-            })?;
-            if raw.format == ProofFormat::IamJoinV1 {
-                let given = raw
-                    .header(header)
-                    .ok_or_else(|| malformed(format!("signed header {header} is missing")))?;
-                if given != expected {
-                    return Err(VerifyError::new(
-                        ErrorCode::AudienceMismatch,
-                        format!(
-                            "proof is bound to another audience; this verifier's audience is {expected:?}"
-                        ),
-                    ));
-                }
-            }
-            (Binding::Audience, expected.to_owned())
-        }
-    };
-
-    if let Some(len) = raw.header("content-length")
-        && auth.signed_headers.iter().any(|h| h == "content-length")
-        && len != raw.body.len().to_string()
-    {
-        return Err(malformed("signed content-length does not match the body"));
-    }
-
-    let mut headers = Vec::with_capacity(auth.signed_headers.len() + 1);
-    for name in &auth.signed_headers {
-        if name == "host" {
-            continue;
-        }
-        let value = if name == binding_header {
-            binding_value.clone()
-        } else {
-            raw.header(name)
-                .ok_or_else(|| {
-                    malformed(format!("signed header {name} is missing from the proof"))
-                })?
-                .to_owned()
-        };
-        headers.push((name.clone(), value));
-    }
-    if form == SigningForm::SignedPost {
-        if let Some(a) = raw.header("authorization") {
-            headers.push(("authorization".to_owned(), a.to_owned()));
-        }
-        headers.sort_by(|a, b| a.0.cmp(&b.0));
-    }
-
+    let host = allowed_host(&rules.hosts, url.host)?;
+    let auth = auth_params(raw, form, url.query)?;
+    let scope = check_scope(&auth, host)?;
+    let window = check_time_window(&auth, rules, now)?;
+    let bound = resolve_binding(raw, &auth, rules, now)?;
+    let headers = forwardable_headers(raw, form, &auth, &bound)?;
     let path_and_query = match url.query {
         Some(q) => format!("/?{q}"),
         None => "/".to_owned(),
     };
-    let method = match form {
-        SigningForm::SignedPost => "POST",
-        SigningForm::PresignedGet => "GET",
-    };
+    let method = form.method();
     let cache_key = canonical_digest(method, host.name(), &path_and_query, &headers, &raw.body);
-
     Ok(SignedStsRequest {
         format: raw.format,
         form,
@@ -472,37 +275,26 @@ pub fn check_request(
         headers,
         body: raw.body.clone(),
         access_key_id: scope.access_key_id,
-        signed_at,
-        expires_at,
-        binding,
+        signed_at: window.signed_at,
+        expires_at: window.expires_at,
+        binding: bound.binding,
         cache_key,
     })
 }
 
-fn canonical_digest(
-    method: &str,
-    host: &str,
-    path_and_query: &str,
-    headers: &[(String, String)],
-    body: &str,
-) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"iam-join-cache-v1\n");
-    for part in [method, host, path_and_query] {
-        h.update(part.as_bytes());
-        h.update(b"\n");
+/// The signing form from the method: a `k8s-aws-v1.` token can only be a presigned GET.
+fn signing_form(raw: &RawSignedRequest) -> Result<SigningForm, VerifyError> {
+    match raw.method.as_str() {
+        "POST" if raw.format == ProofFormat::IamJoinV1 => Ok(SigningForm::SignedPost),
+        "GET" => Ok(SigningForm::PresignedGet),
+        other => Err(malformed(format!(
+            "method {:?} is not allowed; use POST (signed) or GET (presigned)",
+            printable(other)
+        ))),
     }
-    for (n, v) in headers {
-        h.update(n.as_bytes());
-        h.update(b":");
-        h.update(v.as_bytes());
-        h.update(b"\n");
-    }
-    h.update(b"\n");
-    h.update(body.as_bytes());
-    h.finalize().into()
 }
 
+/// The host and query of an `https://` URL whose path is exactly `/` (step 2).
 struct SplitUrl<'a> {
     host: &'a str,
     query: Option<&'a str>,
@@ -543,243 +335,285 @@ fn split_url(url: &str) -> Result<SplitUrl<'_>, VerifyError> {
     })
 }
 
-#[derive(Default)]
-struct AuthParams {
-    credential: String,
-    signed_headers: Vec<String>,
-    date: String,
-    expires_secs: Option<u64>,
+/// Step 2: the host must be on the allow-list (FIPS mode included).
+fn allowed_host<'a>(hosts: &'a StsHostAllowList, host: &str) -> Result<&'a StsHost, VerifyError> {
+    hosts
+        .resolve(host)
+        .map_err(|e| VerifyError::new(ErrorCode::HostNotAllowed, e.to_string()))
 }
 
-fn parse_authorization(header: &str) -> Result<AuthParams, VerifyError> {
-    let (algorithm, rest) = header
-        .split_once(' ')
-        .ok_or_else(|| malformed("authorization header is not SigV4"))?;
-    if algorithm != ALGORITHM {
-        return Err(malformed(format!(
-            "authorization algorithm must be {ALGORITHM}"
-        )));
-    }
-    let (mut credential, mut signed, mut signature) = (None, None, None);
-    for part in rest.split(',') {
-        let part = part.trim_start_matches(' ');
-        let (k, v) = part
-            .split_once('=')
-            .ok_or_else(|| malformed("authorization header is not SigV4"))?;
-        let slot = match k {
-            "Credential" => &mut credential,
-            "SignedHeaders" => &mut signed,
-            "Signature" => &mut signature,
-            _ => {
-                return Err(malformed(format!(
-                    "unexpected component {:?} in the authorization header",
-                    printable(k)
-                )));
+/// Steps 2-4 per form: no query and the exact body for a signed POST, an empty body and only
+/// the presigning parameters for a presigned GET; then the SigV4 parameters of that form.
+fn auth_params(
+    raw: &RawSignedRequest,
+    form: SigningForm,
+    query: Option<&str>,
+) -> Result<AuthParams, VerifyError> {
+    match form {
+        SigningForm::SignedPost => {
+            if query.is_some() {
+                return Err(malformed("a signed POST proof must have no query string"));
             }
-        };
-        if slot.replace(v).is_some() {
-            return Err(malformed(format!(
-                "component {k} appears twice in the authorization header"
-            )));
+            if raw.body != GET_CALLER_IDENTITY_BODY {
+                return Err(VerifyError::new(
+                    ErrorCode::WrongAction,
+                    format!("body must be exactly {GET_CALLER_IDENTITY_BODY:?}"),
+                ));
+            }
+            let header = raw
+                .header("authorization")
+                .ok_or_else(|| malformed("a signed POST proof needs an authorization header"))?;
+            let mut auth = parse_authorization(header)?;
+            auth.date = raw
+                .header("x-amz-date")
+                .ok_or_else(|| malformed("a signed POST proof needs an x-amz-date header"))?
+                .to_owned();
+            if !auth.signs("x-amz-date") {
+                return Err(malformed("x-amz-date must be a signed header"));
+            }
+            Ok(auth)
+        }
+        SigningForm::PresignedGet => {
+            if !raw.body.is_empty() {
+                return Err(VerifyError::new(
+                    ErrorCode::WrongAction,
+                    "a presigned GET proof must have an empty body",
+                ));
+            }
+            let query =
+                query.ok_or_else(|| malformed("a presigned GET proof needs its query string"))?;
+            parse_presigned_query(query)
         }
     }
-    let (Some(credential), Some(signed), Some(signature)) = (credential, signed, signature) else {
+}
+
+/// Step 4: the credential scope names this host's region and the date of `X-Amz-Date`; `host`
+/// is signed; nothing signed describes the connection rather than the request.
+fn check_scope(auth: &AuthParams, host: &StsHost) -> Result<CredentialScope, VerifyError> {
+    let scope = parse_credential(&auth.credential)?;
+    if scope.region != host.region() {
+        return Err(malformed(format!(
+            "credential scope region {:?} does not match the region of {} ({})",
+            scope.region.as_str(),
+            host.name(),
+            host.region()
+        )));
+    }
+    if auth.date.get(..8) != Some(scope.date.as_str()) {
         return Err(malformed(
-            "authorization header needs Credential, SignedHeaders and Signature",
+            "credential scope date does not match the date of X-Amz-Date",
         ));
-    };
-    check_signature(signature)?;
-    Ok(AuthParams {
-        credential: credential.to_owned(),
-        signed_headers: parse_signed_headers(signed)?,
-        ..AuthParams::default()
+    }
+    if !auth.signs("host") {
+        return Err(malformed("host must be a signed header"));
+    }
+    if auth.signs("authorization") {
+        return Err(malformed("authorization cannot be a signed header"));
+    }
+    if let Some(h) = auth
+        .signed_headers
+        .iter()
+        .find(|h| UNFORWARDABLE_HEADERS.contains(&h.as_str()))
+    {
+        return Err(malformed(format!(
+            "signed header {h} is a connection-level header and cannot be sent to STS"
+        )));
+    }
+    Ok(scope)
+}
+
+/// When a proof was signed and when STS stops accepting it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TimeWindow {
+    signed_at: OffsetDateTime,
+    expires_at: OffsetDateTime,
+}
+
+/// Step 5: not dated beyond the allowed clock skew, not older than `max_age` (never more than
+/// 15 minutes) and, presigned, not past `X-Amz-Expires`.
+fn check_time_window(
+    auth: &AuthParams,
+    rules: &ProofRules,
+    now: OffsetDateTime,
+) -> Result<TimeWindow, VerifyError> {
+    let signed_at = parse_amz_date(&auth.date)?;
+    let max_age = time::Duration::try_from(rules.max_age.min(Duration::from_secs(15 * 60)))
+        .unwrap_or(time::Duration::minutes(15));
+    let skew =
+        time::Duration::try_from(rules.max_future_skew).unwrap_or(time::Duration::minutes(5));
+    if signed_at > now + skew {
+        return Err(VerifyError::new(
+            ErrorCode::ProofExpired,
+            "proof is dated in the future; check the signer's clock",
+        ));
+    }
+    let mut expires_at = signed_at + max_age;
+    if let Some(secs) = auth.expires_secs {
+        expires_at = expires_at.min(signed_at + time::Duration::seconds(secs as i64));
+    }
+    if now > expires_at {
+        return Err(VerifyError::new(
+            ErrorCode::ProofExpired,
+            "proof has expired; sign a new one",
+        ));
+    }
+    Ok(TimeWindow {
+        signed_at,
+        expires_at,
     })
 }
 
-fn check_signature(sig: &str) -> Result<(), VerifyError> {
-    if sig.len() == 64 && sig.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        Ok(())
-    } else {
-        Err(malformed("signature must be 64 lowercase hex digits"))
-    }
+/// The binding a proof carries: which header, and the value to send to STS in it.
+#[derive(Debug)]
+struct BoundBy {
+    binding: Binding,
+    header: &'static str,
+    /// The verifier's own audience, or the challenge as given.
+    value: String,
 }
 
-fn parse_signed_headers(list: &str) -> Result<Vec<String>, VerifyError> {
-    let names: Vec<String> = list.split(';').map(str::to_owned).collect();
-    for n in &names {
-        if !crate::token::is_header_name(n) || n.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(malformed(
-                "SignedHeaders must be lowercase header names separated by ';'",
-            ));
-        }
+/// Step 6: exactly one binding header is signed, and its value is this verifier's audience or
+/// a challenge it issued.
+fn resolve_binding(
+    raw: &RawSignedRequest,
+    auth: &AuthParams,
+    rules: &ProofRules,
+    now: OffsetDateTime,
+) -> Result<BoundBy, VerifyError> {
+    let header = signed_binding_header(raw, auth)?;
+    if header == CHALLENGE_HEADER {
+        let value = raw
+            .header(CHALLENGE_HEADER)
+            .ok_or_else(|| malformed("signed header x-teleport-challenge is missing"))?;
+        let key = rules.challenge_key.as_ref().ok_or_else(|| {
+            VerifyError::new(
+                ErrorCode::ChallengeInvalid,
+                "this verifier does not issue challenges",
+            )
+        })?;
+        let claims = verify_challenge(key, value, now, rules.challenge_ttl)?;
+        return Ok(BoundBy {
+            binding: Binding::Challenge(claims),
+            header,
+            value: value.to_owned(),
+        });
     }
-    if names.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(malformed(
-            "SignedHeaders must be sorted and without duplicates",
-        ));
-    }
-    Ok(names)
-}
-
-fn parse_presigned_query(query: &str) -> Result<AuthParams, VerifyError> {
-    if !query
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:@/?".contains(&b))
-    {
-        return Err(malformed(
-            "the presigned query has characters that must be percent-encoded",
-        ));
-    }
-    let mut seen: Vec<(String, String)> = Vec::new();
-    for pair in query.split('&') {
-        let (name, value) = pair
-            .split_once('=')
-            .ok_or_else(|| malformed("query parameters must be name=value"))?;
-        let decoded_name = percent_decode_strict(name)?;
-        if seen
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case(&decoded_name))
-        {
-            return Err(malformed(format!(
-                "query parameter {:?} appears more than once (names are compared ignoring case)",
-                printable(&decoded_name)
-            )));
-        }
-        seen.push((decoded_name, percent_decode_strict(value)?));
-        if !QUERY_PARAMS.contains(&name) {
+    let expected = rules.audience.as_deref().ok_or_else(|| {
+        VerifyError::new(
+            ErrorCode::AudienceMismatch,
+            "this verifier accepts no audience-bound proofs; use a challenge",
+        )
+    })?;
+    // A k8s-aws-v1 token carries no headers: the verifier supplies the cluster id itself.
+    if raw.format == ProofFormat::IamJoinV1 {
+        let given = raw
+            .header(header)
+            .ok_or_else(|| malformed(format!("signed header {header} is missing")))?;
+        if given != expected {
             return Err(VerifyError::new(
-                ErrorCode::WrongAction,
+                ErrorCode::AudienceMismatch,
                 format!(
-                    "query parameter {:?} is not allowed; only GetCallerIdentity's presigning parameters are",
-                    printable(name)
+                    "proof is bound to another audience; this verifier's audience is {expected:?}"
                 ),
             ));
         }
     }
-    let get = |name: &str| {
-        seen.iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    };
-    if get("Action") != Some("GetCallerIdentity") || get("Version") != Some("2011-06-15") {
-        return Err(VerifyError::new(
-            ErrorCode::WrongAction,
-            "query must hold Action=GetCallerIdentity and Version=2011-06-15",
-        ));
-    }
-    let need = |name: &'static str| {
-        get(name).ok_or_else(|| malformed(format!("presigned URL is missing {name}")))
-    };
-    if need("X-Amz-Algorithm")? != ALGORITHM {
-        return Err(malformed(format!("X-Amz-Algorithm must be {ALGORITHM}")));
-    }
-    check_signature(need("X-Amz-Signature")?)?;
-    let expires = need("X-Amz-Expires")?;
-    let expires_secs =
-        (!expires.is_empty() && expires.len() <= 3 && expires.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| expires.parse::<u64>().ok())
-            .flatten()
-            .filter(|s| (1..=MAX_PRESIGN_EXPIRES_SECS).contains(s))
-            .ok_or_else(|| {
-                malformed(format!(
-                    "X-Amz-Expires must be an integer from 1 to {MAX_PRESIGN_EXPIRES_SECS}"
-                ))
-            })?;
-    Ok(AuthParams {
-        credential: need("X-Amz-Credential")?.to_owned(),
-        signed_headers: parse_signed_headers(need("X-Amz-SignedHeaders")?)?,
-        date: need("X-Amz-Date")?.to_owned(),
-        expires_secs: Some(expires_secs),
+    Ok(BoundBy {
+        binding: Binding::Audience,
+        header,
+        value: expected.to_owned(),
     })
 }
 
-fn percent_decode_strict(s: &str) -> Result<String, VerifyError> {
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let ok =
-                i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit();
-            if !ok {
-                return Err(malformed("bad percent-encoding in the query"));
-            }
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    let decoded = percent_encoding::percent_decode_str(s)
-        .decode_utf8()
-        .map_err(|_| malformed("query is not UTF-8 after percent-decoding"))?;
-    if decoded.chars().any(char::is_control) {
-        return Err(malformed("control characters in the query"));
-    }
-    Ok(decoded.into_owned())
-}
-
-struct CredentialScope {
-    access_key_id: String,
-    date: String,
-    region: String,
-}
-
-fn parse_credential(credential: &str) -> Result<CredentialScope, VerifyError> {
-    let parts: Vec<&str> = credential.split('/').collect();
-    let [key, date, region, service, terminator] = parts.as_slice() else {
-        return Err(malformed(
-            "credential must be <key>/<yyyymmdd>/<region>/sts/aws4_request",
-        ));
+/// The one signed binding header of the proof's format.
+fn signed_binding_header(
+    raw: &RawSignedRequest,
+    auth: &AuthParams,
+) -> Result<&'static str, VerifyError> {
+    let candidates: &[&'static str] = match raw.format {
+        ProofFormat::IamJoinV1 => &[AUDIENCE_HEADER, CHALLENGE_HEADER],
+        ProofFormat::K8sAwsV1 => &[K8S_AUDIENCE_HEADER],
     };
-    if !(16..=128).contains(&key.len())
-        || !key
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    let signed: Vec<&'static str> = candidates
+        .iter()
+        .copied()
+        .filter(|b| auth.signs(b))
+        .collect();
+    match signed.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(VerifyError::new(
+            ErrorCode::BindingMissing,
+            match candidates.iter().find(|b| raw.header(b).is_some()) {
+                Some(b) => format!("binding header {b} is present but not signed"),
+                None => format!(
+                    "no binding header is signed; sign one of {}",
+                    candidates.join(", ")
+                ),
+            },
+        )),
+        _ => Err(malformed(
+            "more than one binding header is signed; sign exactly one",
+        )),
+    }
+}
+
+/// The headers to send to STS, `host` excluded, sorted by name: every signed header (the
+/// binding header with the verifier's own value) and, for a signed POST, `authorization`.
+/// Unsigned headers are dropped here, never a reason to reject (DESIGN §3).
+fn forwardable_headers(
+    raw: &RawSignedRequest,
+    form: SigningForm,
+    auth: &AuthParams,
+    bound: &BoundBy,
+) -> Result<Vec<(String, String)>, VerifyError> {
+    if let Some(len) = raw.header("content-length")
+        && auth.signs("content-length")
+        && len != raw.body.len().to_string()
     {
-        return Err(malformed("credential access key id is not well formed"));
+        return Err(malformed("signed content-length does not match the body"));
     }
-    if date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(malformed("credential scope date must be yyyymmdd"));
+    let mut headers = Vec::with_capacity(auth.signed_headers.len() + 1);
+    for name in auth.signed_headers.iter().filter(|n| *n != "host") {
+        let value = if name == bound.header {
+            bound.value.clone()
+        } else {
+            raw.header(name)
+                .ok_or_else(|| {
+                    malformed(format!("signed header {name} is missing from the proof"))
+                })?
+                .to_owned()
+        };
+        headers.push((name.clone(), value));
     }
-    if !is_plausible_region(region) {
-        return Err(malformed("credential scope region is not a region name"));
+    if form == SigningForm::SignedPost
+        && let Some(a) = raw.header("authorization")
+    {
+        headers.push(("authorization".to_owned(), a.to_owned()));
+        headers.sort_by(|a, b| a.0.cmp(&b.0));
     }
-    if *service != "sts" {
-        return Err(malformed(format!(
-            "credential scope service is {:?}; it must be sts",
-            printable(service)
-        )));
-    }
-    if *terminator != "aws4_request" {
-        return Err(malformed("credential scope must end with aws4_request"));
-    }
-    Ok(CredentialScope {
-        access_key_id: (*key).to_owned(),
-        date: (*date).to_owned(),
-        region: (*region).to_owned(),
-    })
+    Ok(headers)
 }
 
-/// Parses `yyyymmddThhmmssZ`.
-pub fn parse_amz_date(s: &str) -> Result<OffsetDateTime, VerifyError> {
-    let fmt = format_description!("[year][month][day]T[hour][minute][second]Z");
-    if s.len() != 16 {
-        return Err(malformed("X-Amz-Date must be yyyymmddThhmmssZ"));
+fn canonical_digest(
+    method: &str,
+    host: &str,
+    path_and_query: &str,
+    headers: &[(String, String)],
+    body: &str,
+) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"iam-join-cache-v1\n");
+    for part in [method, host, path_and_query] {
+        h.update(part.as_bytes());
+        h.update(b"\n");
     }
-    time::PrimitiveDateTime::parse(s, &fmt)
-        .map(time::PrimitiveDateTime::assume_utc)
-        .map_err(|_| malformed("X-Amz-Date must be yyyymmddThhmmssZ"))
-}
-
-/// Formats a time as `yyyymmddThhmmssZ`.
-pub fn format_amz_date(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    for (n, v) in headers {
+        h.update(n.as_bytes());
+        h.update(b":");
+        h.update(v.as_bytes());
+        h.update(b"\n");
+    }
+    h.update(b"\n");
+    h.update(body.as_bytes());
+    h.finalize().into()
 }

@@ -41,11 +41,23 @@ pub enum ErrorCode {
     StsUnavailable,
     /// The replay store (memory or Redis) could not record the challenge; retryable.
     ReplayStoreUnavailable,
+    /// AWS Organizations could not be asked which organization an account belongs to; retryable.
+    OrganizationsUnavailable,
+    /// The request itself (not the proof) is unusable, e.g. a header the proxy cannot read.
+    BadRequest,
+    /// A method the endpoint does not serve; the response names the right one in `Allow`.
+    MethodNotAllowed,
+    /// An endpoint this verifier does not serve (e.g. `/challenge` with challenges off).
+    NotFound,
+    /// The proxy could not reach the upstream.
+    UpstreamUnavailable,
+    /// The upstream did not answer in time.
+    UpstreamTimeout,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (for tests, docs and metric pre-registration).
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 22] = [
         Self::MissingProof,
         Self::MalformedProof,
         Self::HostNotAllowed,
@@ -62,6 +74,12 @@ impl ErrorCode {
         Self::RateLimited,
         Self::StsUnavailable,
         Self::ReplayStoreUnavailable,
+        Self::OrganizationsUnavailable,
+        Self::BadRequest,
+        Self::MethodNotAllowed,
+        Self::NotFound,
+        Self::UpstreamUnavailable,
+        Self::UpstreamTimeout,
     ];
 
     /// The stable wire code, e.g. `"malformed_proof"`.
@@ -83,6 +101,12 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::StsUnavailable => "sts_unavailable",
             Self::ReplayStoreUnavailable => "replay_store_unavailable",
+            Self::OrganizationsUnavailable => "organizations_unavailable",
+            Self::BadRequest => "bad_request",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::NotFound => "not_found",
+            Self::UpstreamUnavailable => "upstream_unavailable",
+            Self::UpstreamTimeout => "upstream_timeout",
         }
     }
 
@@ -92,7 +116,8 @@ impl ErrorCode {
             Self::MalformedProof
             | Self::HostNotAllowed
             | Self::WrongAction
-            | Self::BindingMissing => 400,
+            | Self::BindingMissing
+            | Self::BadRequest => 400,
             Self::MissingProof
             | Self::AudienceMismatch
             | Self::ProofExpired
@@ -100,8 +125,14 @@ impl ErrorCode {
             | Self::ChallengeReused
             | Self::StsRejected => 401,
             Self::UnknownToken | Self::TokenExpired | Self::NotAllowed => 403,
+            Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
             Self::RateLimited => 429,
-            Self::StsUnavailable | Self::ReplayStoreUnavailable => 503,
+            Self::UpstreamUnavailable => 502,
+            Self::StsUnavailable | Self::ReplayStoreUnavailable | Self::OrganizationsUnavailable => {
+                503
+            }
+            Self::UpstreamTimeout => 504,
         }
     }
 
@@ -109,8 +140,28 @@ impl ErrorCode {
     pub const fn is_retryable(self) -> bool {
         matches!(
             self,
-            Self::RateLimited | Self::StsUnavailable | Self::ReplayStoreUnavailable
+            Self::RateLimited
+                | Self::StsUnavailable
+                | Self::ReplayStoreUnavailable
+                | Self::OrganizationsUnavailable
         )
+    }
+}
+
+/// A string that is not one of the wire codes.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown error code")]
+pub struct UnknownErrorCode;
+
+impl std::str::FromStr for ErrorCode {
+    type Err = UnknownErrorCode;
+
+    /// The code of a wire string such as `"malformed_proof"` (what a client reads back).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or(UnknownErrorCode)
     }
 }
 
@@ -152,8 +203,7 @@ impl VerifyError {
 
     /// The JSON body of DESIGN §8: `{"error": {"code": "...", "message": "..."}}`.
     pub fn to_json(&self) -> String {
-        serde_json::json!({"error": {"code": self.code.as_str(), "message": self.message}})
-            .to_string()
+        crate::wire::ErrorBody::new(self.code, self.message()).to_json()
     }
 }
 
@@ -164,6 +214,40 @@ pub(crate) fn malformed(message: impl Into<Cow<'static, str>>) -> VerifyError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_are_those_of_design_section_8() {
+        let table = [
+            ("missing_proof", 401),
+            ("malformed_proof", 400),
+            ("host_not_allowed", 400),
+            ("wrong_action", 400),
+            ("binding_missing", 400),
+            ("audience_mismatch", 401),
+            ("proof_expired", 401),
+            ("challenge_invalid", 401),
+            ("challenge_reused", 401),
+            ("sts_rejected", 401),
+            ("unknown_token", 403),
+            ("token_expired", 403),
+            ("not_allowed", 403),
+            ("rate_limited", 429),
+            ("sts_unavailable", 503),
+            ("replay_store_unavailable", 503),
+            ("organizations_unavailable", 503),
+            ("bad_request", 400),
+            ("method_not_allowed", 405),
+            ("not_found", 404),
+            ("upstream_unavailable", 502),
+            ("upstream_timeout", 504),
+        ];
+        assert_eq!(table.len(), ErrorCode::ALL.len());
+        for (code, (name, status)) in ErrorCode::ALL.into_iter().zip(table) {
+            assert_eq!((code.as_str(), code.http_status()), (name, status));
+            assert_eq!(name.parse::<ErrorCode>(), Ok(code));
+        }
+        assert!("no_such_code".parse::<ErrorCode>().is_err());
+    }
 
     #[test]
     fn every_code_has_a_distinct_string_and_a_4xx_or_5xx_status() {

@@ -187,16 +187,9 @@ impl Default for StsHostAllowList {
     }
 }
 
-/// A region name: lowercase letters, digits and dashes, starting with a letter and ending with
-/// a digit (`eu-west-4`).
+/// Whether `region` follows the [`Region`](crate::names::Region) rule (`eu-west-4`).
 pub fn is_plausible_region(region: &str) -> bool {
-    let b = region.as_bytes();
-    (4..=32).contains(&b.len())
-        && b[0].is_ascii_lowercase()
-        && b[b.len() - 1].is_ascii_digit()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && !region.contains("--")
+    region.parse::<crate::names::Region>().is_ok()
 }
 
 impl StsHostAllowList {

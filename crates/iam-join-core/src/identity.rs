@@ -200,24 +200,10 @@ pub struct VerifiedIdentity {
 }
 
 impl VerifiedIdentity {
-    /// The JSON of `GET {prefix}/whoami` (DESIGN §3).
+    /// The JSON of `GET {prefix}/whoami` (DESIGN §3): [`crate::wire::WhoAmIBody`].
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "account": self.identity.account(),
-            "arn": self.identity.arn(),
-            "user_id": self.identity.user_id(),
-            "principal": self.identity.principal_type().as_str(),
-            "name": self.identity.name(),
-            "session_name": self.identity.session_name(),
-            "region": self.identity.region(),
-            "token": self.token,
-            "roles": self.roles,
-            "binding": self.binding.as_str(),
-            "expires_at": self
-                .expires_at
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
-        })
+        // A struct of strings always serializes.
+        serde_json::to_value(crate::wire::WhoAmIBody::from(self)).unwrap_or_default()
     }
 }
 

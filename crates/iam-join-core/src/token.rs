@@ -143,19 +143,19 @@ impl<'de> Deserialize<'de> for HeaderList {
     }
 }
 
-/// An RFC 9110 token.
+/// An RFC 9110 token. No length limit of its own: the token's size limit bounds it, and length
+/// alone never makes an (unsigned, dropped) header a reason to reject a proof (DESIGN §3).
 pub(crate) fn is_header_name(s: &str) -> bool {
     !s.is_empty()
-        && s.len() <= 128
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Visible ASCII, space and tab, no leading or trailing white space. Stricter than RFC 9110
-/// (which allows obs-text) because nothing in a SigV4 request needs more.
+/// (which allows obs-text) because nothing in a SigV4 request needs more. No length limit: a
+/// value up to the whole token's 16 KiB is valid (issue 10, finding 7).
 pub(crate) fn is_header_value(s: &str) -> bool {
-    s.len() <= 8 * 1024
-        && s.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+    s.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
         && s.trim_matches([' ', '\t']).len() == s.len()
 }
 
@@ -172,7 +172,7 @@ pub fn decode_proof_token(token: &str) -> Result<RawSignedRequest, VerifyError> 
     }
     if token.len() > MAX_PROOF_TOKEN_BYTES {
         return Err(malformed(format!(
-            "proof token is {} bytes; the limit is {MAX_PROOF_TOKEN_BYTES}",
+            "proof token is too long: {} bytes; the limit is {MAX_PROOF_TOKEN_BYTES}",
             token.len()
         )));
     }
@@ -303,7 +303,20 @@ mod tests {
     fn rejects_oversize_tokens() {
         let t = format!("{IAM_JOIN_V1_PREFIX}{}", "A".repeat(MAX_PROOF_TOKEN_BYTES));
         let e = decode_proof_token(&t).unwrap_err();
-        assert!(e.message().contains("limit"));
+        assert!(e.message().contains("too long"), "{e}");
+    }
+
+    #[test]
+    fn long_header_values_and_names_are_not_a_reason_to_reject() {
+        // Issue 10 finding 7: only the token's 16 KiB limit bounds a header.
+        let value = "v".repeat(10 * 1024);
+        let name = "x".repeat(300);
+        let t = enc(&format!(
+            r#"{{"method":"POST","url":"u","headers":{{"x-pad":"{value}","{name}":"1"}},"body":""}}"#
+        ));
+        let r = decode_proof_token(&t).unwrap();
+        assert_eq!(r.header("x-pad").map(str::len), Some(10 * 1024));
+        assert_eq!(r.header(&name), Some("1"));
     }
 
     #[test]

@@ -479,3 +479,52 @@ fn signed_connection_level_headers_are_malformed() {
         assert!(e.message().contains(header), "{e}");
     }
 }
+
+/// `raw` with an unsigned `x-padding` header of `len` bytes, encoded.
+fn padded_token(raw: &RawSignedRequest, len: usize) -> String {
+    let mut padded = raw.clone();
+    padded.headers.push(("x-padding".into(), "p".repeat(len)));
+    padded.to_iam_join_v1_token()
+}
+
+/// Issue 10 finding 7: an unsigned header over 8 KiB was refused as "not a valid HTTP header
+/// value". Unsigned headers are dropped, never a reason to reject (DESIGN §3).
+#[test]
+fn unsigned_header_over_8_kib_is_dropped_not_rejected() {
+    let raw = audience_post();
+    for len in [8 * 1024 + 1, 9 * 1024, 10 * 1024] {
+        let token = padded_token(&raw, len);
+        assert!(token.len() <= iam_join_core::token::MAX_PROOF_TOKEN_BYTES);
+        let checked = check_proof(&token, &rules(), now()).unwrap();
+        assert!(
+            checked.headers().iter().all(|(n, _)| n != "x-padding"),
+            "unsigned header sent to STS"
+        );
+        assert_eq!(
+            checked.cache_key(),
+            check_request(&raw, &rules(), now()).unwrap().cache_key()
+        );
+    }
+}
+
+/// The 16 KiB limit is inclusive; past it the message says the token is too long.
+#[test]
+fn token_of_exactly_16_kib_passes_and_a_longer_one_is_too_long() {
+    let limit = iam_join_core::token::MAX_PROOF_TOKEN_BYTES;
+    let raw = audience_post();
+    let base = padded_token(&raw, 0).len();
+    // Each padding byte adds 4/3 of a base64 character: search the few lengths around the limit.
+    let exact = (((limit - base) * 3 / 4).saturating_sub(8)..(limit - base) * 3 / 4 + 8)
+        .map(|len| padded_token(&raw, len))
+        .find(|t| t.len() == limit)
+        .expect("some padding makes the token exactly 16 KiB");
+    check_proof(&exact, &rules(), now()).unwrap();
+
+    let over = (0..8)
+        .map(|extra| padded_token(&raw, (limit - base) * 3 / 4 + extra))
+        .find(|t| t.len() > limit)
+        .unwrap();
+    let e = check_proof(&over, &rules(), now()).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::MalformedProof);
+    assert!(e.message().contains("too long"), "{e}");
+}
