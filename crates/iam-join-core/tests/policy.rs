@@ -418,7 +418,8 @@ fn error_location_is_the_given_source_name() {
     assert_eq!(location.document(), 1);
     assert_eq!(
         err.to_string(),
-        "my-policy: document 1: kind: must be `token`, got \"role\""
+        "my-policy: document 1: kind: must be `token` (Teleport's token resource) or \
+         `TeleportProvisionToken` (the Teleport Kubernetes operator's), got \"role\""
     );
 }
 

@@ -316,6 +316,43 @@ pub(super) fn check_fields(
     Ok(ignored)
 }
 
+/// Which mapping [`unknown_fields_note`] looks at.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Level {
+    /// The document itself, before its form is known.
+    Document,
+    /// `spec`.
+    Spec,
+}
+
+/// When a required field is missing, a misspelling of it is the likely cause, but the full
+/// check of names waits for the form and join method. This names, as paths, the fields at
+/// `level` that no form knows, e.g. ` (unknown field here: `spec.join_metod`)`, or is empty.
+pub(super) fn unknown_fields_note(map: &Mapping, level: Level) -> String {
+    let (schemas, prefix): (&[&Schema], &str) = match level {
+        Level::Document => (&[&RESOURCE, &OPERATOR], ""),
+        Level::Spec => (&[&SPEC], "spec"),
+    };
+    let unknown: Vec<String> = map
+        .keys()
+        .map(|key| match key {
+            Value::String(name) => name.clone(),
+            other => format!("{other:?}"),
+        })
+        .filter(|name| {
+            !schemas
+                .iter()
+                .any(|schema| schema.fields.iter().any(|f| f.name == name))
+        })
+        .map(|name| format!("`{}`", join(prefix, &name)))
+        .collect();
+    if unknown.is_empty() {
+        String::new()
+    } else {
+        format!(" (unknown field here: {})", unknown.join(", "))
+    }
+}
+
 /// A field that is present, known to Teleport, and ignored here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IgnoredField {

@@ -15,7 +15,7 @@ use serde_norway::{Deserializer, Mapping, Value};
 
 use super::error::FieldError;
 use super::raw::RawToken;
-use super::schema::{IgnoredField, TokenForm, check_fields};
+use super::schema::{IgnoredField, Level, TokenForm, check_fields, unknown_fields_note};
 use super::token::JOIN_METHOD;
 
 /// One non-empty token document.
@@ -106,14 +106,13 @@ fn read_document(
     };
     let field =
         |field: &str, message: String| DocumentError::Field(FieldError::new(field, message));
+    // Errors before the full check of names may stem from a misspelt name: say which.
+    let noted = |error: DocumentError, map: &Mapping, level: Level| match error {
+        DocumentError::Field(e) => DocumentError::Field(e.with_note(&unknown_fields_note(map, level))),
+        other => other,
+    };
 
-    let kind = required_str(map, "kind", "kind", "write `kind: token`")?;
-    let form = TokenForm::detect(
-        kind,
-        optional_str(map, "version")?,
-        optional_str(map, "apiVersion")?,
-    )
-    .map_err(DocumentError::Field)?;
+    let form = read_form(map).map_err(|e| noted(e, map, Level::Document))?;
     let spec = match map.get("spec") {
         Some(Value::Mapping(spec)) => spec,
         Some(other) => {
@@ -122,14 +121,18 @@ fn read_document(
                 format!("must be a mapping, found {}", describe(other)),
             ));
         }
-        None => return Err(field("spec", "missing: a token needs a spec".to_owned())),
+        None => {
+            let error = field("spec", "missing: a token needs a spec".to_owned());
+            return Err(noted(error, map, Level::Document));
+        }
     };
     let join_method = required_str(
         spec,
         "join_method",
         "spec.join_method",
         "write `join_method: iam` for an IAM join token",
-    )?;
+    )
+    .map_err(|e| noted(e, spec, Level::Spec))?;
 
     if join_method == JOIN_METHOD {
         let ignored = check_fields(map, form.schema()).map_err(DocumentError::Field)?;
@@ -160,6 +163,17 @@ fn read_document(
         name,
         join_method: join_method.to_owned(),
     }))
+}
+
+/// The form named by `kind` and `version` / `apiVersion`.
+fn read_form(map: &Mapping) -> Result<TokenForm, DocumentError> {
+    let kind = required_str(map, "kind", "kind", "write `kind: token`")?;
+    TokenForm::detect(
+        kind,
+        optional_str(map, "version")?,
+        optional_str(map, "apiVersion")?,
+    )
+    .map_err(DocumentError::Field)
 }
 
 /// The string at `key`, or an error naming `path` (with `hint` if the key is missing).
