@@ -646,13 +646,22 @@ fn decision_table() -> Vec<(Subject<'static>, Option<OrgInfo>)> {
             ou_path: path.iter().map(|s| (*s).to_owned()).collect(),
         })
     };
-    let in_ou = org("o-a1b2c3d4e5", &["ou-ab12-22222222", "ou-ab12-11111111", "r-ab12"]);
-    let excluded = org("o-a1b2c3d4e5", &["ou-ab12-99999999", "ou-ab12-11111111", "r-ab12"]);
+    let in_ou = org(
+        "o-a1b2c3d4e5",
+        &["ou-ab12-22222222", "ou-ab12-11111111", "r-ab12"],
+    );
+    let excluded = org(
+        "o-a1b2c3d4e5",
+        &["ou-ab12-99999999", "ou-ab12-11111111", "r-ab12"],
+    );
     let other_ou = org("o-a1b2c3d4e5", &["ou-ab12-33333333", "r-ab12"]);
     let other_org = org("o-zzzzzzzzzz", &["ou-ab12-11111111", "r-ab12"]);
     let outsider = subject("444444444444", "arn:aws:sts::444444444444:assumed-role/r/s");
     vec![
-        (subject("111111111111", "arn:aws:iam::111111111111:user/a"), None),
+        (
+            subject("111111111111", "arn:aws:iam::111111111111:user/a"),
+            None,
+        ),
         (subject("333333333333", NODE_SESSION), None),
         (
             subject(
@@ -673,7 +682,11 @@ fn decision_table() -> Vec<(Subject<'static>, Option<OrgInfo>)> {
 fn tctl_export_with_every_teleport_field_loads_and_lists_what_it_ignores() {
     let policy = load("teleport/tctl-get-tokens.yaml");
     let names: Vec<&str> = policy.tokens().map(|t| t.name()).collect();
-    assert_eq!(names, ["iam-token", "bot-token"], "ec2 and github tokens are skipped");
+    assert_eq!(
+        names,
+        ["iam-token", "bot-token"],
+        "ec2 and github tokens are skipped"
+    );
     assert_eq!(policy.warnings().len(), 2, "{:?}", policy.warnings());
 
     let token = policy.get("iam-token").unwrap();
@@ -694,7 +707,12 @@ fn tctl_export_with_every_teleport_field_loads_and_lists_what_it_ignores() {
             "sub_kind",
         ]
     );
-    assert!(token.ignored_fields().iter().all(|f| !f.reason().is_empty()));
+    assert!(
+        token
+            .ignored_fields()
+            .iter()
+            .all(|f| !f.reason().is_empty())
+    );
     let text = policy.describe();
     assert!(
         text.contains("ignored here: metadata.labels, metadata.namespace"),
@@ -747,7 +765,10 @@ fn the_same_identity_gets_the_same_decision_whichever_form_holds_the_token() {
         );
         admitted += usize::from(a.is_ok());
     }
-    assert_eq!(admitted, 3, "account 111, the node role, and the included OU");
+    assert_eq!(
+        admitted, 3,
+        "account 111, the node role, and the included OU"
+    );
 }
 
 #[test]
@@ -785,7 +806,11 @@ fn field_names(src: &str) -> Vec<(usize, Vec<String>)> {
     use serde_norway::Value;
     fn keys(v: &Value) -> Vec<String> {
         v.as_mapping()
-            .map(|m| m.keys().filter_map(|k| k.as_str().map(str::to_owned)).collect())
+            .map(|m| {
+                m.keys()
+                    .filter_map(|k| k.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     }
     let mut out = Vec::new();
@@ -796,14 +821,23 @@ fn field_names(src: &str) -> Vec<(usize, Vec<String>)> {
         }
         let mut paths: Vec<Vec<String>> = keys(&v).into_iter().map(|k| vec![k]).collect();
         for section in ["metadata", "spec"] {
-            paths.extend(keys(&v[section]).into_iter().map(|k| vec![section.to_owned(), k]));
+            paths.extend(
+                keys(&v[section])
+                    .into_iter()
+                    .map(|k| vec![section.to_owned(), k]),
+            );
         }
         if let Some(rules) = v["spec"]["allow"].as_sequence() {
             for (r, rule) in rules.iter().enumerate() {
                 let at = |k: String| vec!["spec".into(), "allow".into(), r.to_string(), k];
                 paths.extend(keys(rule).into_iter().map(at));
                 for k in keys(&rule["aws_organizational_units"]) {
-                    paths.push(at("aws_organizational_units".into()).into_iter().chain([k]).collect());
+                    paths.push(
+                        at("aws_organizational_units".into())
+                            .into_iter()
+                            .chain([k])
+                            .collect(),
+                    );
                 }
             }
         }
@@ -843,14 +877,18 @@ fn a_typo_in_any_field_name_fails_naming_file_document_and_field() {
                 .collect::<Vec<_>>()
                 .join("---\n");
             let err = TokenPolicy::from_yaml_str(&text, fixture_name).unwrap_err();
-            let field = path[..path.len() - 1]
-                .iter()
-                .fold(String::new(), |acc, p| match p.parse::<usize>() {
+            let field = path[..path.len() - 1].iter().fold(String::new(), |acc, p| {
+                match p.parse::<usize>() {
                     Ok(i) => format!("{acc}[{i}]"),
                     Err(_) if acc.is_empty() => p.clone(),
                     Err(_) => format!("{acc}.{p}"),
-                });
-            let field = if field.is_empty() { typo.clone() } else { format!("{field}.{typo}") };
+                }
+            });
+            let field = if field.is_empty() {
+                typo.clone()
+            } else {
+                format!("{field}.{typo}")
+            };
             assert_message(
                 &err,
                 &[fixture_name, &format!("document {document}"), &field],
@@ -874,7 +912,11 @@ fn kind_and_version_spellings_are_checked_per_form() {
     for (needle, replacement, expected) in [
         ("kind: token", "kind: Token", "kind"),
         ("version: v2", "version: v3", "version"),
-        ("version: v2", "apiVersion: resources.teleport.dev/v2", "version"),
+        (
+            "version: v2",
+            "apiVersion: resources.teleport.dev/v2",
+            "version",
+        ),
         ("kind: token", "kind: TeleportProvisionToken", "apiVersion"),
     ] {
         let src = SEED_TOKEN_YAML.replace(needle, replacement);
@@ -890,8 +932,8 @@ fn kind_and_version_spellings_are_checked_per_form() {
         ),
         ("kind: TeleportProvisionToken", "kind: token", "version"),
     ] {
-        let err = TokenPolicy::from_yaml_str(&operator.replace(needle, replacement), "op")
-            .unwrap_err();
+        let err =
+            TokenPolicy::from_yaml_str(&operator.replace(needle, replacement), "op").unwrap_err();
         assert_message(&err, &["op: document 1", expected]);
     }
 }
@@ -940,12 +982,24 @@ fn org_rule_matches_only_with_a_matching_lookup_and_asks_for_one_only_when_neede
         "444444444444",
         "arn:aws:sts::444444444444:assumed-role/teleport-node-role/i-1",
     );
-    let other_role = subject("444444444444", "arn:aws:sts::444444444444:assumed-role/x/i-1");
-    let plain = subject("111111111111", "arn:aws:sts::111111111111:assumed-role/x/i-1");
+    let other_role = subject(
+        "444444444444",
+        "arn:aws:sts::444444444444:assumed-role/x/i-1",
+    );
+    let plain = subject(
+        "111111111111",
+        "arn:aws:sts::111111111111:assumed-role/x/i-1",
+    );
 
     assert!(policy.needs_org_lookup("org-token", &node, NOW));
-    assert!(!policy.needs_org_lookup("org-token", &plain, NOW), "a plain rule already admits");
-    assert!(!policy.needs_org_lookup("org-token", &other_role, NOW), "the ARN already fails");
+    assert!(
+        !policy.needs_org_lookup("org-token", &plain, NOW),
+        "a plain rule already admits"
+    );
+    assert!(
+        !policy.needs_org_lookup("org-token", &other_role, NOW),
+        "the ARN already fails"
+    );
     assert!(!policy.needs_org_lookup("no-such-token", &node, NOW));
 
     assert_eq!(
@@ -959,19 +1013,29 @@ fn org_rule_matches_only_with_a_matching_lookup_and_asks_for_one_only_when_neede
     };
     for (path, admitted) in [
         (&["ou-ab12-11111111", "r-ab12"][..], true),
-        (&["ou-ab12-22222222", "ou-ab12-11111111", "r-ab12"][..], true),
-        (&["ou-ab12-99999999", "ou-ab12-11111111", "r-ab12"][..], false),
+        (
+            &["ou-ab12-22222222", "ou-ab12-11111111", "r-ab12"][..],
+            true,
+        ),
+        (
+            &["ou-ab12-99999999", "ou-ab12-11111111", "r-ab12"][..],
+            false,
+        ),
         (&["ou-ab12-22222222", "r-ab12"][..], false),
         (&[][..], false),
     ] {
         let org = info(path);
         assert_eq!(
-            policy.authorize_with_org("org-token", &node, Some(&org), NOW).is_ok(),
+            policy
+                .authorize_with_org("org-token", &node, Some(&org), NOW)
+                .is_ok(),
             admitted,
             "{path:?}"
         );
         assert!(
-            policy.authorize_with_org("org-token", &other_role, Some(&org), NOW).is_err(),
+            policy
+                .authorize_with_org("org-token", &other_role, Some(&org), NOW)
+                .is_err(),
             "every other field of the rule still applies"
         );
     }
@@ -989,7 +1053,11 @@ fn org_rule_matches_only_with_a_matching_lookup_and_asks_for_one_only_when_neede
 fn malformed_org_fields_fail_naming_file_document_and_field() {
     for (needle, replacement, field) in [
         ("o-a1b2c3d4e5", "o-123", "spec.allow[1].aws_organization_id"),
-        ("o-a1b2c3d4e5", "O-A1B2C3D4E5", "spec.allow[1].aws_organization_id"),
+        (
+            "o-a1b2c3d4e5",
+            "O-A1B2C3D4E5",
+            "spec.allow[1].aws_organization_id",
+        ),
         (
             "include: [ou-ab12-11111111]",
             "include: []",

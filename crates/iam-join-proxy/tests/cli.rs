@@ -145,7 +145,12 @@ fn core_fixture(name: &str) -> PathBuf {
 #[test]
 fn check_tokens_json_lists_what_each_token_allows_ignores_and_warns() {
     let path = core_fixture("teleport/tctl-get-tokens.yaml");
-    let out = run(&["check-tokens", path.to_str().expect("utf-8"), "--format", "json"]);
+    let out = run(&[
+        "check-tokens",
+        path.to_str().expect("utf-8"),
+        "--format",
+        "json",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(json["valid"], true);
@@ -183,7 +188,12 @@ fn check_tokens_json_lists_what_each_token_allows_ignores_and_warns() {
 #[test]
 fn check_tokens_json_reports_the_error_with_file_document_and_field() {
     let bad = core_fixture("invalid/misspelt-field.yaml");
-    let out = run(&["check-tokens", bad.to_str().expect("utf-8"), "--format", "json"]);
+    let out = run(&[
+        "check-tokens",
+        bad.to_str().expect("utf-8"),
+        "--format",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(json["valid"], false);
@@ -211,7 +221,10 @@ fn check_tokens_text_shows_operator_manifests_and_ignored_fields() {
         "spec.suggested_labels",
         "whose account is in AWS organization o-a1b2c3d4e5 under ou-ab12-11111111",
     ] {
-        assert!(stdout.contains(expected), "{expected} missing from:\n{stdout}");
+        assert!(
+            stdout.contains(expected),
+            "{expected} missing from:\n{stdout}"
+        );
     }
 }
 
@@ -243,8 +256,16 @@ fn check_tokens_loads_the_kubernetes_token_configmap_data() {
             files += 1;
         }
     }
-    assert!(files >= 2, "the token ConfigMap holds the seed and an operator manifest");
-    let out = run(&["check-tokens", dir.path().to_str().expect("utf-8"), "--format", "json"]);
+    assert!(
+        files >= 2,
+        "the token ConfigMap holds the seed and an operator manifest"
+    );
+    let out = run(&[
+        "check-tokens",
+        dir.path().to_str().expect("utf-8"),
+        "--format",
+        "json",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stdout));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let kinds: Vec<&str> = json["tokens"]
@@ -253,7 +274,10 @@ fn check_tokens_loads_the_kubernetes_token_configmap_data() {
         .iter()
         .filter_map(|t| t["kind"].as_str())
         .collect();
-    assert!(kinds.contains(&"token") && kinds.contains(&"TeleportProvisionToken"), "{kinds:?}");
+    assert!(
+        kinds.contains(&"token") && kinds.contains(&"TeleportProvisionToken"),
+        "{kinds:?}"
+    );
 }
 
 #[test]

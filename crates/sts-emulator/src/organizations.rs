@@ -371,12 +371,7 @@ fn sigv4_error(err: &StsError) -> (StatusCode, &'static str) {
     (StatusCode::BAD_REQUEST, kind)
 }
 
-fn error(
-    status: StatusCode,
-    kind: &str,
-    message: &str,
-    request_id: &str,
-) -> Response<Full<Bytes>> {
+fn error(status: StatusCode, kind: &str, message: &str, request_id: &str) -> Response<Full<Bytes>> {
     let body = json!({ "__type": kind, "message": message });
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;

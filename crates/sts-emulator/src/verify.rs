@@ -675,9 +675,7 @@ fn check_action(
     let body_params = parse_query(body_text);
     let all = query
         .iter()
-        .filter(|p| {
-            location != SignatureLocation::QueryParams || !is_query_auth_param(&p.name)
-        })
+        .filter(|p| location != SignatureLocation::QueryParams || !is_query_auth_param(&p.name))
         .chain(&body_params);
     let (mut actions, mut versions) = (Vec::new(), Vec::new());
     for p in all {

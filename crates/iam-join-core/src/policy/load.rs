@@ -34,8 +34,8 @@ impl PolicyBuilder {
             let location = DocumentLocation::new(source, index);
             match document {
                 Document::Iam(raw, ignored) => {
-                    let token = JoinToken::from_raw(*raw, ignored)
-                        .map_err(|e| e.at(location.clone()))?;
+                    let token =
+                        JoinToken::from_raw(*raw, ignored).map_err(|e| e.at(location.clone()))?;
                     self.claim_name(token.name(), &location)?;
                     for (i, rule) in token.allow().iter().enumerate() {
                         for (field, message) in rule.lints() {

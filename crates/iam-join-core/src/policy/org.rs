@@ -297,10 +297,22 @@ mod tests {
         };
         assert_eq!(raw(None, None), "aws_organizational_units.include");
         assert_eq!(raw(Some(vec![]), None), "aws_organizational_units.include");
-        assert_eq!(raw(Some(vec!["*", "r-ab12"]), None), "aws_organizational_units.include");
-        assert_eq!(raw(Some(vec!["r-ab12"]), Some(vec![])), "aws_organizational_units.exclude");
-        assert_eq!(raw(Some(vec!["r-ab12"]), Some(vec!["*"])), "aws_organizational_units.exclude");
-        assert_eq!(raw(Some(vec!["r-ab12", "ou-x"]), None), "aws_organizational_units.include[1]");
+        assert_eq!(
+            raw(Some(vec!["*", "r-ab12"]), None),
+            "aws_organizational_units.include"
+        );
+        assert_eq!(
+            raw(Some(vec!["r-ab12"]), Some(vec![])),
+            "aws_organizational_units.exclude"
+        );
+        assert_eq!(
+            raw(Some(vec!["r-ab12"]), Some(vec!["*"])),
+            "aws_organizational_units.exclude"
+        );
+        assert_eq!(
+            raw(Some(vec!["r-ab12", "ou-x"]), None),
+            "aws_organizational_units.include[1]"
+        );
         assert_eq!(
             raw(Some(vec!["r-ab12", "r-ab12"]), None),
             "aws_organizational_units.include[1]"
@@ -314,8 +326,11 @@ mod tests {
     #[test]
     fn display_names_the_organization_and_the_units() {
         assert_eq!(
-            condition(Some(&["ou-ab12-11111111", "r-ab12"]), Some(&["ou-ab12-22222222"]))
-                .to_string(),
+            condition(
+                Some(&["ou-ab12-11111111", "r-ab12"]),
+                Some(&["ou-ab12-22222222"])
+            )
+            .to_string(),
             "in AWS organization o-a1b2c3d4e5 under ou-ab12-11111111 or r-ab12 but not under \
              ou-ab12-22222222"
         );

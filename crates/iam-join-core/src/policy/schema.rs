@@ -117,7 +117,10 @@ static OPERATOR: Schema = Schema {
         used("kind"),
         map("metadata", &OPERATOR_METADATA),
         map("spec", &SPEC),
-        ignored("status", "written by Kubernetes and the operator, not a setting"),
+        ignored(
+            "status",
+            "written by Kubernetes and the operator, not a setting",
+        ),
     ],
 };
 
@@ -127,7 +130,10 @@ static RESOURCE_METADATA: Schema = Schema {
         used("name"),
         used("expires"),
         used("description"),
-        ignored("labels", "labels of the token resource, not of the joining identity"),
+        ignored(
+            "labels",
+            "labels of the token resource, not of the joining identity",
+        ),
         ignored("namespace", "always `default` in Teleport"),
         ignored("revision", "a version stamp written by Teleport"),
         ignored("id", "a version stamp written by older Teleport versions"),
@@ -264,7 +270,9 @@ impl TokenForm {
                 Some(OPERATOR_API_VERSION) => Ok(Self::Operator),
                 Some(other) => Err(FieldError::new(
                     "apiVersion",
-                    format!("must be `{OPERATOR_API_VERSION}` for a {OPERATOR_KIND}, got {other:?}"),
+                    format!(
+                        "must be `{OPERATOR_API_VERSION}` for a {OPERATOR_KIND}, got {other:?}"
+                    ),
                 )),
                 None => Err(FieldError::new(
                     "apiVersion",
@@ -384,7 +392,10 @@ fn check_mapping(
             other => {
                 return Err(FieldError::new(
                     join(prefix, &format!("{other:?}")),
-                    format!("field names are strings; the {} has none like this", schema.what),
+                    format!(
+                        "field names are strings; the {} has none like this",
+                        schema.what
+                    ),
                 ));
             }
         };
@@ -467,7 +478,9 @@ mod tests {
         let inner = Value::Mapping(nest(rest, leaf));
         let mut outer = Mapping::new();
         match first.strip_suffix("[]") {
-            Some(list) => outer.insert(Value::String(list.to_owned()), Value::Sequence(vec![inner])),
+            Some(list) => {
+                outer.insert(Value::String(list.to_owned()), Value::Sequence(vec![inner]))
+            }
             None => outer.insert(Value::String((*first).to_owned()), inner),
         };
         outer

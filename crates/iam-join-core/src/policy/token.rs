@@ -290,7 +290,11 @@ impl fmt::Display for JoinToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "token `{}` (join_method: iam)", self.name)?;
         if self.form == TokenForm::Operator {
-            writeln!(f, "  written as: {} (Kubernetes operator)", self.form.kind())?;
+            writeln!(
+                f,
+                "  written as: {} (Kubernetes operator)",
+                self.form.kind()
+            )?;
         }
         if let Some(description) = &self.description {
             writeln!(f, "  description: {description}")?;

@@ -108,7 +108,9 @@ fn read_document(
         |field: &str, message: String| DocumentError::Field(FieldError::new(field, message));
     // Errors before the full check of names may stem from a misspelt name: say which.
     let noted = |error: DocumentError, map: &Mapping, level: Level| match error {
-        DocumentError::Field(e) => DocumentError::Field(e.with_note(&unknown_fields_note(map, level))),
+        DocumentError::Field(e) => {
+            DocumentError::Field(e.with_note(&unknown_fields_note(map, level)))
+        }
         other => other,
     };
 
