@@ -22,27 +22,40 @@
 //! Everything is checked when the policy is loaded, and any error rejects the whole policy, with a
 //! message naming the source, the document and the field:
 //!
-//! - unknown fields are errors everywhere, so a typo such as `aws_acount` can never widen
-//!   access;
-//! - `kind` must be `token` and `version` `v2`; `spec.join_method` must be present. Documents
-//!   with another join method (`token`, `ec2`, `kubernetes`, ...) are skipped with a
-//!   [warning](TokenPolicy::warnings), and their method-specific fields are not checked;
+//! - every field name is checked against Teleport's token resource (the table in `schema.rs`):
+//!   unknown names are errors, so a typo such as `aws_acount` can never widen access; fields
+//!   Teleport knows that cannot change an `iam` decision here (`metadata.labels`,
+//!   `spec.suggested_labels`, other join methods' blocks, ...) are accepted and listed as
+//!   [ignored](JoinToken::ignored_fields); `aws_role` (an ec2 setting Teleport refuses on `iam`
+//!   tokens) is an error;
+//! - `kind` is `token` with `version: v2` (Teleport's resource, as `tctl get tokens` prints it),
+//!   or `TeleportProvisionToken` with `apiVersion: resources.teleport.dev/v2` (the Kubernetes
+//!   operator's manifest, same `spec`, Kubernetes `metadata`); `spec.join_method` must be
+//!   present. Documents with another join method (`token`, `ec2`, `kubernetes`, ...) are skipped
+//!   with a [warning](TokenPolicy::warnings), and their fields are not checked;
 //! - `metadata.name` is 1 to 256 ASCII letters, digits, `-`, `_`, `.`, `:` or `@`, and names are
 //!   unique across all documents and files (skipped tokens included);
 //! - `metadata.expires`, if present, is an RFC 3339 date and time. An expired token still
 //!   loads; it just never admits anyone ([`PolicyDenial::TokenExpired`]);
 //! - `spec.roles` is a non-empty list of Teleport system roles ([`Role`]), case-insensitive,
-//!   without duplicates;
+//!   without duplicates; with `Bot` among them `spec.bot_name` is required, and without it
+//!   `bot_name` is refused (as Teleport does);
 //! - `spec.allow` has at least one rule; each rule sets `aws_account` (a **quoted** string of
 //!   exactly 12 digits), `aws_arn` (an [`ArnGlob`](crate::glob::ArnGlob) starting with `arn:`),
-//!   or both, and optionally `aws_regions` (a non-empty list of region names).
+//!   `aws_organization_id` (`o-` + 10 to 32 lower-case letters or digits), or several, and
+//!   optionally `aws_regions` (a non-empty list of region names) and
+//!   `aws_organizational_units` (`include`: OU or root IDs, or `["*"]`; optional `exclude`;
+//!   needs `aws_organization_id`) — see [`OrgCondition`].
 //!
 //! YAML is read as YAML 1.2: `yes`, `on` and the like are strings, not booleans. A file may hold
 //! several documents separated by `---`; empty documents are ignored (but counted, so document
 //! numbers in messages match what an editor shows).
 //!
 //! A token admits a [`Subject`] when it is not expired and **any** of its rules matches; a rule
-//! matches when **every** field it sets matches ([`AllowRule`]).
+//! matches when **every** field it sets matches ([`AllowRule`]). Organization conditions need
+//! what AWS Organizations says about the subject's account ([`OrgInfo`]), which this crate does
+//! not fetch: ask [`TokenPolicy::needs_org_lookup`] first, look the account up only then, and
+//! pass the answer to [`TokenPolicy::authorize_with_org`]. Without it such rules never match.
 //!
 //! ```
 //! use iam_join_core::policy::{PolicyDenial, Subject, TokenPolicy};
@@ -85,9 +98,11 @@
 
 mod error;
 mod load;
+mod org;
 mod raw;
 mod role;
 mod rule;
+mod schema;
 mod token;
 mod yaml;
 
@@ -98,8 +113,10 @@ use std::path::Path;
 use time::OffsetDateTime;
 
 pub use self::error::{DocumentLocation, PolicyDenial, PolicyError, PolicyWarning};
+pub use self::org::{OrgCondition, OrgInfo};
 pub use self::role::{Role, UnknownRole};
 pub use self::rule::{AllowRule, Subject};
+pub use self::schema::{IgnoredField, TokenForm};
 pub use self::token::JoinToken;
 
 use self::load::PolicyBuilder;
@@ -208,8 +225,37 @@ impl TokenPolicy {
         subject: &Subject<'_>,
         now: OffsetDateTime,
     ) -> Result<&JoinToken, PolicyDenial> {
+        self.authorize_with_org(token_name, subject, None, now)
+    }
+
+    /// Whether deciding whether `subject` may use `token_name` at `now` needs an AWS
+    /// Organizations lookup of its account ([`JoinToken::needs_org_lookup`]); `false` for an
+    /// unknown or expired token, whose answer needs no lookup.
+    pub fn needs_org_lookup(
+        &self,
+        token_name: &str,
+        subject: &Subject<'_>,
+        now: OffsetDateTime,
+    ) -> bool {
+        self.get(token_name)
+            .is_some_and(|token| !token.is_expired(now) && token.needs_org_lookup(subject))
+    }
+
+    /// [`authorize`](Self::authorize), with what AWS Organizations says about the subject's
+    /// account, if it was looked up (rules with an organization condition match only with it).
+    ///
+    /// # Errors
+    ///
+    /// As [`authorize`](Self::authorize).
+    pub fn authorize_with_org(
+        &self,
+        token_name: &str,
+        subject: &Subject<'_>,
+        org: Option<&OrgInfo>,
+        now: OffsetDateTime,
+    ) -> Result<&JoinToken, PolicyDenial> {
         let token = self.get(token_name).ok_or(PolicyDenial::UnknownToken)?;
-        token.authorize(subject, now)?;
+        token.authorize_with_org(subject, org, now)?;
         Ok(token)
     }
 

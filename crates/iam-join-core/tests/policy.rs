@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use iam_join_core::policy::{PolicyDenial, PolicyError, Role, Subject, TokenPolicy};
+use iam_join_core::policy::{
+    OrgInfo, PolicyDenial, PolicyError, Role, Subject, TokenForm, TokenPolicy,
+};
 use proptest::prelude::*;
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -223,14 +225,17 @@ fn misspelt_field_fails_naming_the_field_the_file_and_the_document() {
             "spec.allow[1]",
         ],
     );
-    assert!(matches!(err, PolicyError::Yaml { .. }), "{message}");
+    assert!(
+        matches!(&err, PolicyError::Invalid { field, .. } if field == "spec.allow[1].aws_acount"),
+        "{message}"
+    );
     assert_eq!(err.location().unwrap().document(), 2);
 }
 
 #[test]
 fn unknown_top_level_field_is_rejected() {
     let err = load_err("invalid/unknown-top-level-field.yaml");
-    assert_message(&err, &["status", "document 1"]);
+    assert_message(&err, &["stauts", "document 1", "unknown field"]);
 }
 
 #[test]
@@ -413,7 +418,8 @@ fn error_location_is_the_given_source_name() {
     assert_eq!(location.document(), 1);
     assert_eq!(
         err.to_string(),
-        "my-policy: document 1: kind: must be `token`, got \"role\""
+        "my-policy: document 1: kind: must be `token` (Teleport's token resource) or \
+         `TeleportProvisionToken` (the Teleport Kubernetes operator's), got \"role\""
     );
 }
 
@@ -628,6 +634,466 @@ spec:
     );
     assert!(warnings[1].contains("spec.allow[1].aws_arn") && warnings[1].contains("assumed-role"));
     assert!(warnings[2].contains("spec.allow[2].aws_arn") && warnings[2].contains("never match"));
+}
+
+// --- Teleport's own exports: tctl, the Kubernetes operator, Terraform -------------------------
+
+/// Identities and organization answers to compare decisions with; `None` = not looked up.
+fn decision_table() -> Vec<(Subject<'static>, Option<OrgInfo>)> {
+    let org = |id: &str, path: &[&str]| {
+        Some(OrgInfo {
+            organization_id: id.to_owned(),
+            ou_path: path.iter().map(|s| (*s).to_owned()).collect(),
+        })
+    };
+    let in_ou = org(
+        "o-a1b2c3d4e5",
+        &["ou-ab12-22222222", "ou-ab12-11111111", "r-ab12"],
+    );
+    let excluded = org(
+        "o-a1b2c3d4e5",
+        &["ou-ab12-99999999", "ou-ab12-11111111", "r-ab12"],
+    );
+    let other_ou = org("o-a1b2c3d4e5", &["ou-ab12-33333333", "r-ab12"]);
+    let other_org = org("o-zzzzzzzzzz", &["ou-ab12-11111111", "r-ab12"]);
+    let outsider = subject("444444444444", "arn:aws:sts::444444444444:assumed-role/r/s");
+    vec![
+        (
+            subject("111111111111", "arn:aws:iam::111111111111:user/a"),
+            None,
+        ),
+        (subject("333333333333", NODE_SESSION), None),
+        (
+            subject(
+                "333333333333",
+                "arn:aws:sts::333333333333:assumed-role/other/i-1",
+            ),
+            None,
+        ),
+        (outsider, None),
+        (outsider, in_ou),
+        (outsider, excluded),
+        (outsider, other_ou),
+        (outsider, other_org),
+    ]
+}
+
+#[test]
+fn tctl_export_with_every_teleport_field_loads_and_lists_what_it_ignores() {
+    let policy = load("teleport/tctl-get-tokens.yaml");
+    let names: Vec<&str> = policy.tokens().map(|t| t.name()).collect();
+    assert_eq!(
+        names,
+        ["iam-token", "bot-token"],
+        "ec2 and github tokens are skipped"
+    );
+    assert_eq!(policy.warnings().len(), 2, "{:?}", policy.warnings());
+
+    let token = policy.get("iam-token").unwrap();
+    assert_eq!(token.form(), TokenForm::Resource);
+    assert_eq!(token.description(), Some("Nodes of the platform team"));
+    assert_eq!(token.roles(), [Role::Node, Role::App]);
+    let ignored: Vec<&str> = token.ignored_fields().iter().map(|f| f.path()).collect();
+    assert_eq!(
+        ignored,
+        [
+            "metadata.labels",
+            "metadata.namespace",
+            "metadata.revision",
+            "spec.aws_iid_ttl",
+            "spec.integration",
+            "spec.suggested_agent_matcher_labels",
+            "spec.suggested_labels",
+            "sub_kind",
+        ]
+    );
+    assert!(
+        token
+            .ignored_fields()
+            .iter()
+            .all(|f| !f.reason().is_empty())
+    );
+    let text = policy.describe();
+    assert!(
+        text.contains("ignored here: metadata.labels, metadata.namespace"),
+        "{text}"
+    );
+    assert!(text.contains("spec.suggested_labels"), "{text}");
+
+    let bot = policy.get("bot-token").unwrap();
+    assert_eq!(bot.bot_name(), Some("ci"));
+}
+
+#[test]
+fn operator_manifest_loads_with_kubernetes_metadata_ignored() {
+    let policy = load("teleport/operator.yaml");
+    let token = policy.get("iam-token").unwrap();
+    assert_eq!(token.form(), TokenForm::Operator);
+    assert_eq!(token.expires(), None);
+    let ignored: Vec<&str> = token.ignored_fields().iter().map(|f| f.path()).collect();
+    for expected in [
+        "metadata.annotations",
+        "metadata.uid",
+        "metadata.namespace",
+        "spec.suggested_labels",
+        "status",
+    ] {
+        assert!(ignored.contains(&expected), "{expected} not in {ignored:?}");
+    }
+    assert!(
+        policy.describe().contains("TeleportProvisionToken"),
+        "{}",
+        policy.describe()
+    );
+}
+
+#[test]
+fn the_same_identity_gets_the_same_decision_whichever_form_holds_the_token() {
+    let resource = load("teleport/tctl-get-tokens.yaml");
+    let operator = load("teleport/operator.yaml");
+    // Before its expiry, so only the rules decide.
+    let now = datetime!(2026-12-01 00:00 UTC);
+    let mut admitted = 0;
+    for (subject, org) in decision_table() {
+        let a = resource.authorize_with_org("iam-token", &subject, org.as_ref(), now);
+        let b = operator.authorize_with_org("iam-token", &subject, org.as_ref(), now);
+        assert_eq!(a.is_ok(), b.is_ok(), "{subject:?} {org:?}");
+        assert_eq!(
+            resource.needs_org_lookup("iam-token", &subject, now),
+            operator.needs_org_lookup("iam-token", &subject, now),
+            "{subject:?}"
+        );
+        admitted += usize::from(a.is_ok());
+    }
+    assert_eq!(
+        admitted, 3,
+        "account 111, the node role, and the included OU"
+    );
+}
+
+#[test]
+fn a_directory_may_mix_tctl_exports_and_operator_manifests() {
+    let policy = load("mixed");
+    let forms: Vec<(&str, TokenForm)> = policy.tokens().map(|t| (t.name(), t.form())).collect();
+    assert_eq!(
+        forms,
+        [
+            ("iam-token", TokenForm::Resource),
+            ("bot-token", TokenForm::Resource),
+            ("operator-token", TokenForm::Operator),
+        ]
+    );
+}
+
+#[test]
+fn terraform_values_transcribed_to_yaml_load() {
+    let policy = load("teleport/terraform.yaml");
+    let token = policy.get("iam-token").unwrap();
+    assert_eq!(
+        token.allow()[1].aws_regions(),
+        Some(&["us-west-1".to_owned(), "us-west-2".to_owned()][..])
+    );
+    assert_eq!(
+        policy.get("iam-bot-token").unwrap().bot_name(),
+        Some("mybot")
+    );
+}
+
+/// Every field name of every `iam` document of `src` (at the levels Teleport defines: the
+/// document, metadata, spec, each allow rule and its OU filter), as (document index, path).
+fn field_names(src: &str) -> Vec<(usize, Vec<String>)> {
+    use serde::Deserialize;
+    use serde_norway::Value;
+    fn keys(v: &Value) -> Vec<String> {
+        v.as_mapping()
+            .map(|m| {
+                m.keys()
+                    .filter_map(|k| k.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    let mut out = Vec::new();
+    for (i, doc) in serde_norway::Deserializer::from_str(src).enumerate() {
+        let v = Value::deserialize(doc).unwrap();
+        if v["spec"]["join_method"].as_str() != Some("iam") {
+            continue;
+        }
+        let mut paths: Vec<Vec<String>> = keys(&v).into_iter().map(|k| vec![k]).collect();
+        for section in ["metadata", "spec"] {
+            paths.extend(
+                keys(&v[section])
+                    .into_iter()
+                    .map(|k| vec![section.to_owned(), k]),
+            );
+        }
+        if let Some(rules) = v["spec"]["allow"].as_sequence() {
+            for (r, rule) in rules.iter().enumerate() {
+                let at = |k: String| vec!["spec".into(), "allow".into(), r.to_string(), k];
+                paths.extend(keys(rule).into_iter().map(at));
+                for k in keys(&rule["aws_organizational_units"]) {
+                    paths.push(
+                        at("aws_organizational_units".into())
+                            .into_iter()
+                            .chain([k])
+                            .collect(),
+                    );
+                }
+            }
+        }
+        out.extend(paths.into_iter().map(|p| (i + 1, p)));
+    }
+    out
+}
+
+#[test]
+fn a_typo_in_any_field_name_fails_naming_file_document_and_field() {
+    use serde::Deserialize;
+    use serde_norway::Value;
+    for fixture_name in ["teleport/tctl-get-tokens.yaml", "teleport/operator.yaml"] {
+        let src = std::fs::read_to_string(fixture(fixture_name)).unwrap();
+        let fields = field_names(&src);
+        assert!(fields.len() > 20, "{fixture_name}: {}", fields.len());
+        for (document, path) in fields {
+            // Rename the one key in a re-serialized copy of the stream.
+            let mut docs: Vec<Value> = serde_norway::Deserializer::from_str(&src)
+                .map(|d| Value::deserialize(d).unwrap())
+                .collect();
+            let (last, parents) = path.split_last().unwrap();
+            let mut node = &mut docs[document - 1];
+            for p in parents {
+                node = match p.parse::<usize>() {
+                    Ok(i) => &mut node[i],
+                    Err(_) => &mut node[p.as_str()],
+                };
+            }
+            let map = node.as_mapping_mut().unwrap();
+            let value = map.remove(last.as_str()).unwrap();
+            let typo = format!("{last}_");
+            map.insert(Value::String(typo.clone()), value);
+            let text = docs
+                .iter()
+                .map(|d| serde_norway::to_string(d).unwrap())
+                .collect::<Vec<_>>()
+                .join("---\n");
+            let err = TokenPolicy::from_yaml_str(&text, fixture_name).unwrap_err();
+            let field = path[..path.len() - 1].iter().fold(String::new(), |acc, p| {
+                match p.parse::<usize>() {
+                    Ok(i) => format!("{acc}[{i}]"),
+                    Err(_) if acc.is_empty() => p.clone(),
+                    Err(_) => format!("{acc}.{p}"),
+                }
+            });
+            let field = if field.is_empty() {
+                typo.clone()
+            } else {
+                format!("{field}.{typo}")
+            };
+            assert_message(
+                &err,
+                &[fixture_name, &format!("document {document}"), &field],
+            );
+        }
+    }
+}
+
+#[test]
+fn aws_role_is_refused_on_an_iam_token_as_teleport_does() {
+    let src = SEED_TOKEN_YAML.replace(
+        "  - aws_account: \"222222222222\"",
+        "  - aws_account: \"222222222222\"\n    aws_role: arn:aws:iam::222222222222:role/r",
+    );
+    let err = TokenPolicy::from_yaml_str(&src, "inline").unwrap_err();
+    assert_message(&err, &["spec.allow[1].aws_role", "ec2"]);
+}
+
+#[test]
+fn kind_and_version_spellings_are_checked_per_form() {
+    for (needle, replacement, expected) in [
+        ("kind: token", "kind: Token", "kind"),
+        ("version: v2", "version: v3", "version"),
+        (
+            "version: v2",
+            "apiVersion: resources.teleport.dev/v2",
+            "version",
+        ),
+        ("kind: token", "kind: TeleportProvisionToken", "apiVersion"),
+    ] {
+        let src = SEED_TOKEN_YAML.replace(needle, replacement);
+        let err = TokenPolicy::from_yaml_str(&src, "inline").unwrap_err();
+        assert_message(&err, &["inline: document 1", expected]);
+    }
+    let operator = std::fs::read_to_string(fixture("teleport/operator.yaml")).unwrap();
+    for (needle, replacement, expected) in [
+        (
+            "apiVersion: resources.teleport.dev/v2",
+            "apiVersion: resources.teleport.dev/v1",
+            "apiVersion",
+        ),
+        ("kind: TeleportProvisionToken", "kind: token", "version"),
+    ] {
+        let err =
+            TokenPolicy::from_yaml_str(&operator.replace(needle, replacement), "op").unwrap_err();
+        assert_message(&err, &["op: document 1", expected]);
+    }
+}
+
+// --- Bot tokens (Teleport's ProvisionTokenV2.CheckAndSetDefaults) ------------------------------
+
+#[test]
+fn bot_role_without_bot_name_is_refused() {
+    let err = load_err("invalid/bot-without-bot-name.yaml");
+    assert_message(&err, &["document 1", "spec.bot_name", "Bot"]);
+    let empty = std::fs::read_to_string(fixture("invalid/bot-without-bot-name.yaml"))
+        .unwrap()
+        .replace("roles: [Bot]", "roles: [Bot]\n  bot_name: \"\"");
+    let err = TokenPolicy::from_yaml_str(&empty, "inline").unwrap_err();
+    assert_message(&err, &["spec.bot_name"]);
+}
+
+#[test]
+fn bot_name_without_bot_role_is_refused() {
+    let err = load_err("invalid/bot-name-without-bot-role.yaml");
+    assert_message(&err, &["document 1", "spec.bot_name", "\"ci\"", "Bot"]);
+}
+
+// --- AWS Organizations rules ------------------------------------------------------------------
+
+const ORG_TOKEN: &str = r#"
+kind: token
+version: v2
+metadata: {name: org-token}
+spec:
+  roles: [Node]
+  join_method: iam
+  allow:
+    - aws_account: "111111111111"
+    - aws_organization_id: o-a1b2c3d4e5
+      aws_arn: "arn:aws:sts::*:assumed-role/teleport-node-role/*"
+      aws_organizational_units:
+        include: [ou-ab12-11111111]
+        exclude: [ou-ab12-99999999]
+"#;
+
+#[test]
+fn org_rule_matches_only_with_a_matching_lookup_and_asks_for_one_only_when_needed() {
+    let policy = TokenPolicy::from_yaml_str(ORG_TOKEN, "inline").unwrap();
+    let node = subject(
+        "444444444444",
+        "arn:aws:sts::444444444444:assumed-role/teleport-node-role/i-1",
+    );
+    let other_role = subject(
+        "444444444444",
+        "arn:aws:sts::444444444444:assumed-role/x/i-1",
+    );
+    let plain = subject(
+        "111111111111",
+        "arn:aws:sts::111111111111:assumed-role/x/i-1",
+    );
+
+    assert!(policy.needs_org_lookup("org-token", &node, NOW));
+    assert!(
+        !policy.needs_org_lookup("org-token", &plain, NOW),
+        "a plain rule already admits"
+    );
+    assert!(
+        !policy.needs_org_lookup("org-token", &other_role, NOW),
+        "the ARN already fails"
+    );
+    assert!(!policy.needs_org_lookup("no-such-token", &node, NOW));
+
+    assert_eq!(
+        policy.authorize("org-token", &node, NOW).unwrap_err(),
+        PolicyDenial::NotAllowed,
+        "without a lookup an org rule never matches"
+    );
+    let info = |path: &[&str]| OrgInfo {
+        organization_id: "o-a1b2c3d4e5".to_owned(),
+        ou_path: path.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    for (path, admitted) in [
+        (&["ou-ab12-11111111", "r-ab12"][..], true),
+        (
+            &["ou-ab12-22222222", "ou-ab12-11111111", "r-ab12"][..],
+            true,
+        ),
+        (
+            &["ou-ab12-99999999", "ou-ab12-11111111", "r-ab12"][..],
+            false,
+        ),
+        (&["ou-ab12-22222222", "r-ab12"][..], false),
+        (&[][..], false),
+    ] {
+        let org = info(path);
+        assert_eq!(
+            policy
+                .authorize_with_org("org-token", &node, Some(&org), NOW)
+                .is_ok(),
+            admitted,
+            "{path:?}"
+        );
+        assert!(
+            policy
+                .authorize_with_org("org-token", &other_role, Some(&org), NOW)
+                .is_err(),
+            "every other field of the rule still applies"
+        );
+    }
+    let text = policy.describe();
+    assert!(
+        text.contains(
+            "whose account is in AWS organization o-a1b2c3d4e5 under ou-ab12-11111111 but not \
+             under ou-ab12-99999999"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn malformed_org_fields_fail_naming_file_document_and_field() {
+    for (needle, replacement, field) in [
+        ("o-a1b2c3d4e5", "o-123", "spec.allow[1].aws_organization_id"),
+        (
+            "o-a1b2c3d4e5",
+            "O-A1B2C3D4E5",
+            "spec.allow[1].aws_organization_id",
+        ),
+        (
+            "include: [ou-ab12-11111111]",
+            "include: []",
+            "spec.allow[1].aws_organizational_units.include",
+        ),
+        (
+            "exclude: [ou-ab12-99999999]",
+            "exclude: []",
+            "spec.allow[1].aws_organizational_units.exclude",
+        ),
+        (
+            "include: [ou-ab12-11111111]",
+            "include: [ou-ab12]",
+            "spec.allow[1].aws_organizational_units.include[0]",
+        ),
+        (
+            "exclude: [ou-ab12-99999999]",
+            "exclude: [\"*\"]",
+            "spec.allow[1].aws_organizational_units.exclude",
+        ),
+        (
+            "include: [ou-ab12-11111111]",
+            "inclde: [ou-ab12-11111111]",
+            "spec.allow[1].aws_organizational_units.inclde",
+        ),
+        (
+            "- aws_organization_id: o-a1b2c3d4e5\n",
+            "- aws_account: \"444444444444\"\n",
+            "spec.allow[1].aws_organizational_units",
+        ),
+    ] {
+        assert!(ORG_TOKEN.contains(needle), "{needle}");
+        let src = ORG_TOKEN.replace(needle, replacement);
+        let err = TokenPolicy::from_yaml_str(&src, "org.yaml").unwrap_err();
+        assert_message(&err, &["org.yaml: document 1", field]);
+    }
 }
 
 // --- robustness -------------------------------------------------------------------------------

@@ -7,7 +7,7 @@
 //! the proof.
 //!
 //! The binary's subcommands are `run --config FILE`, `check-config --config FILE`,
-//! `check-tokens PATH` and `demo`. The library is what they are made of, and what end-to-end
+//! `check-tokens PATH [--format json]` and `demo`. The library is what they are made of, and what end-to-end
 //! tests drive:
 //!
 //! ```no_run
@@ -39,6 +39,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod check_tokens;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -50,6 +51,7 @@ pub mod tls;
 
 use std::future::Future;
 
+pub use check_tokens::describe_tokens;
 pub use config::{Config, ConfigError, TokenSource};
 pub use error::ProxyError;
 pub use proxy::{Proxy, ProxyHandle, check_config};
@@ -64,13 +66,4 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ProxyError> {
     Proxy::bind(config).await?.serve(shutdown).await
-}
-
-/// What each token of a YAML token policy allows, as `check-tokens` prints it (`name` stands for
-/// the file name in messages); or the error.
-pub fn describe_tokens(yaml: &str, name: &str) -> String {
-    match iam_join_core::policy::TokenPolicy::from_yaml_str(yaml, name) {
-        Ok(p) => p.describe(),
-        Err(e) => format!("invalid token policy: {e}\n"),
-    }
 }

@@ -4,7 +4,7 @@
 //! iam-join-proxy demo                          # the whole flow on 127.0.0.1, then exit
 //! iam-join-proxy run --config FILE             # serve (SIGTERM/SIGINT drain, SIGHUP reloads tokens)
 //! iam-join-proxy check-config --config FILE    # validate everything, print what tokens allow
-//! iam-join-proxy check-tokens PATH             # validate a token file or directory
+//! iam-join-proxy check-tokens PATH [--format json]  # validate a token file or directory
 //! ```
 //!
 //! Exit status: 0 on success, 1 when the configuration or tokens are invalid or serving failed,
@@ -13,8 +13,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use iam_join_core::policy::TokenPolicy;
+use iam_join_proxy::check_tokens::{Format, render, render_error};
 use iam_join_proxy::config::{Config, LogConfig, LogFormat};
 use iam_join_proxy::{Proxy, ProxyHandle, telemetry};
 
@@ -44,10 +45,14 @@ enum Command {
         config: PathBuf,
     },
     /// Validate a token file or directory the way `tctl create` would, and print what each
-    /// token allows.
+    /// token allows, the fields ignored here, and the warnings.
     CheckTokens {
-        /// A token file, or a directory of *.yaml / *.yml files.
+        /// A token file, or a directory of *.yaml / *.yml files (Teleport `kind: token`
+        /// resources and operator `TeleportProvisionToken` manifests).
         path: PathBuf,
+        /// `text` for people; `json` for CI pipelines that diff what a change allows.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
     },
     /// Run the sts-emulator, an echo upstream and the proxy on 127.0.0.1, show an admitted, a
     /// denied and a replayed request, and exit.
@@ -73,7 +78,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run { config } => run(&config).await,
             Command::CheckConfig { config } => check_config(&config),
-            Command::CheckTokens { path } => check_tokens(&path),
+            Command::CheckTokens { path, format } => check_tokens(&path, format.into()),
             Command::Demo => demo().await,
         }
     })
@@ -238,15 +243,41 @@ fn check_config(path: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn check_tokens(path: &Path) -> ExitCode {
-    match TokenPolicy::load(path) {
-        Ok(policy) => {
+/// `check-tokens --format`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+impl From<OutputFormat> for Format {
+    fn from(format: OutputFormat) -> Self {
+        match format {
+            OutputFormat::Text => Format::Text,
+            OutputFormat::Json => Format::Json,
+        }
+    }
+}
+
+/// Text goes to stdout, errors to stderr; JSON always to stdout (one object, valid or not), so
+/// a pipeline reads one stream. The exit status says whether the tokens load.
+fn check_tokens(path: &Path, format: Format) -> ExitCode {
+    match (TokenPolicy::load(path), format) {
+        (Ok(policy), Format::Text) => {
             println!("{}: {} iam join token(s)\n", path.display(), policy.len());
-            print!("{}", policy.describe());
+            print!("{}", render(&policy, format));
             ExitCode::SUCCESS
         }
-        Err(e) => {
+        (Ok(policy), Format::Json) => {
+            print!("{}", render(&policy, format));
+            ExitCode::SUCCESS
+        }
+        (Err(e), Format::Text) => {
             eprintln!("iam-join-proxy: {e}");
+            ExitCode::FAILURE
+        }
+        (Err(e), Format::Json) => {
+            print!("{}", render_error(&e, format));
             ExitCode::FAILURE
         }
     }

@@ -136,6 +136,150 @@ fn check_tokens_validates_like_tctl_and_names_the_misspelt_field() {
     );
 }
 
+fn core_fixture(name: &str) -> PathBuf {
+    workspace()
+        .join("crates/iam-join-core/tests/fixtures")
+        .join(name)
+}
+
+#[test]
+fn check_tokens_json_lists_what_each_token_allows_ignores_and_warns() {
+    let path = core_fixture("teleport/tctl-get-tokens.yaml");
+    let out = run(&[
+        "check-tokens",
+        path.to_str().expect("utf-8"),
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(json["valid"], true);
+    let tokens = json["tokens"].as_array().expect("tokens");
+    let names: Vec<&str> = tokens.iter().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(names, ["iam-token", "bot-token"]);
+    let iam = &tokens[0];
+    assert_eq!(iam["kind"], "token");
+    assert_eq!(iam["roles"], serde_json::json!(["Node", "App"]));
+    assert_eq!(iam["expires"], "2027-01-01T00:00:00Z");
+    assert_eq!(iam["defined_in"]["document"], 1);
+    assert_eq!(iam["allow"][1]["aws_account"], "333333333333");
+    assert_eq!(
+        iam["allow"][1]["aws_arn"],
+        "arn:aws:sts::333333333333:assumed-role/teleport-node-role/i-*"
+    );
+    assert_eq!(iam["allow"][2]["aws_organization_id"], "o-a1b2c3d4e5");
+    assert_eq!(
+        iam["allow"][2]["aws_organizational_units"]["exclude"],
+        serde_json::json!(["ou-ab12-99999999"])
+    );
+    let ignored: Vec<&str> = iam["ignored"]
+        .as_array()
+        .expect("ignored")
+        .iter()
+        .filter_map(|f| f["field"].as_str())
+        .collect();
+    assert!(ignored.contains(&"spec.suggested_labels"), "{ignored:?}");
+    assert_eq!(tokens[1]["bot_name"], "ci");
+    let warnings = json["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 2, "the ec2 and github tokens are skipped");
+    assert_eq!(warnings[0]["defined_in"]["document"], 3);
+}
+
+#[test]
+fn check_tokens_json_reports_the_error_with_file_document_and_field() {
+    let bad = core_fixture("invalid/misspelt-field.yaml");
+    let out = run(&[
+        "check-tokens",
+        bad.to_str().expect("utf-8"),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(json["valid"], false);
+    assert_eq!(json["error"]["document"], 2);
+    assert_eq!(json["error"]["field"], "spec.allow[1].aws_acount");
+    assert!(
+        json["error"]["source"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("misspelt-field.yaml")),
+        "{json}"
+    );
+}
+
+#[test]
+fn check_tokens_text_shows_operator_manifests_and_ignored_fields() {
+    let dir = core_fixture("mixed");
+    let out = run(&["check-tokens", dir.to_str().expect("utf-8")]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for expected in [
+        "3 iam join token(s)",
+        "token `operator-token`",
+        "written as: TeleportProvisionToken",
+        "ignored here: metadata.annotations",
+        "spec.suggested_labels",
+        "whose account is in AWS organization o-a1b2c3d4e5 under ou-ab12-11111111",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "{expected} missing from:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn check_tokens_refuses_a_bot_token_without_bot_name_like_tctl() {
+    let bad = core_fixture("invalid/bot-without-bot-name.yaml");
+    let out = run(&["check-tokens", bad.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("spec.bot_name"), "{stderr}");
+}
+
+#[test]
+fn check_tokens_loads_the_kubernetes_token_configmap_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let configmap = std::fs::read_to_string(workspace().join("deploy/kubernetes/configmap.yaml"))
+        .expect("configmap");
+    let mut files = 0;
+    for doc in serde_norway::Deserializer::from_str(&configmap) {
+        let value: serde_norway::Value = serde::Deserialize::deserialize(doc).expect("yaml");
+        if value["metadata"]["name"] != "iam-join-proxy-tokens" {
+            continue;
+        }
+        for (name, body) in value["data"].as_mapping().expect("data") {
+            let (Some(name), Some(body)) = (name.as_str(), body.as_str()) else {
+                panic!("string data");
+            };
+            std::fs::write(dir.path().join(name), body).expect("write");
+            files += 1;
+        }
+    }
+    assert!(
+        files >= 2,
+        "the token ConfigMap holds the seed and an operator manifest"
+    );
+    let out = run(&[
+        "check-tokens",
+        dir.path().to_str().expect("utf-8"),
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let kinds: Vec<&str> = json["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .filter_map(|t| t["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"token") && kinds.contains(&"TeleportProvisionToken"),
+        "{kinds:?}"
+    );
+}
+
 #[test]
 fn deploy_example_config_passes_check_config() {
     let config = workspace().join("deploy/config.yaml");

@@ -28,6 +28,10 @@
 //! # }
 //! ```
 //!
+//! The same port also answers AWS Organizations' `DescribeAccount` and `ListParents` (requests
+//! whose `X-Amz-Target` names an Organizations operation) over a tree set with
+//! [`EmulatorHandle::set_org_tree`], verifying SigV4 the same way; see [`OrgTree`].
+//!
 //! ## Answers
 //!
 //! 200 with `Account`, `Arn`, `UserId` in STS's XML (`text/xml`), or in STS's JSON
@@ -64,9 +68,11 @@
 
 mod error;
 mod identity;
+mod organizations;
 mod response;
 mod server;
 mod verify;
 
 pub use identity::{TestIdentity, default_identities, keys};
+pub use organizations::{OrgFault, OrgTree};
 pub use server::{Emulator, EmulatorBuilder, EmulatorHandle, Fault, MAX_BODY_BYTES};

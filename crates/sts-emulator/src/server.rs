@@ -22,6 +22,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::error::{StsError, StsErrorCode};
 use crate::identity::{TestIdentity, default_identities};
+use crate::organizations::{self, OrgState};
 use crate::response::{self, Format};
 use crate::verify::{KeyRecord, ReceivedRequest, verify};
 
@@ -190,6 +191,7 @@ impl EmulatorBuilder {
             request_id_seed: seed,
             shutdown: watch::Sender::new(false),
             server_task: Mutex::new(None),
+            organizations: OrgState::default(),
         });
         let task = tokio::spawn(serve(listener, Arc::clone(&state)));
         *state
@@ -218,6 +220,10 @@ impl std::fmt::Debug for EmulatorHandle {
 }
 
 impl EmulatorHandle {
+    pub(crate) fn org_state(&self) -> &OrgState {
+        &self.state.organizations
+    }
+
     /// The bound address (with the real port when started on port 0).
     pub fn addr(&self) -> SocketAddr {
         self.state.addr
@@ -316,6 +322,8 @@ struct State {
     request_id_seed: u64,
     shutdown: watch::Sender<bool>,
     server_task: Mutex<Option<JoinHandle<()>>>,
+    /// The loopback AWS Organizations (`organizations.rs`), served on the same port.
+    organizations: OrgState,
 }
 
 impl State {
@@ -404,6 +412,11 @@ async fn serve_connection(stream: TcpStream, state: Arc<State>) {
 async fn handle(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
     let format = Format::from_accept(req.headers());
     let request_id = state.next_request_id();
+    if organizations::is_organizations_request(req.headers()) {
+        let now = state.now();
+        return organizations::handle(req, &state.organizations, &state.keys, now, &request_id)
+            .await;
+    }
     if req.uri().path() != "/" {
         let err = StsError::new(StsErrorCode::NotFound, "STS answers only on the path /");
         return response::error(&err, &request_id, format);

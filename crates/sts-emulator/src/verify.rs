@@ -71,11 +71,34 @@ pub(crate) fn verify<'k>(
     keys: &'k HashMap<String, KeyRecord>,
     now: OffsetDateTime,
 ) -> Result<&'k TestIdentity, StsError> {
+    let (identity, location) = verify_sigv4(req, keys, now, SERVICE, region_of_sts_host)?;
+    let query = parse_query(req.query.unwrap_or_default());
+    check_action(req, &query, location)?;
+    Ok(identity)
+}
+
+/// Checks the SigV4 signature of `req` for `service` (scope, session token, time, signature)
+/// and returns the caller it was signed by and where the signature was. `host_region` names
+/// the region a host requires, if it requires one. What the request asks for is the caller's
+/// business (STS: [`verify`]; Organizations: `organizations.rs`).
+pub(crate) fn verify_sigv4<'k>(
+    req: &ReceivedRequest<'_>,
+    keys: &'k HashMap<String, KeyRecord>,
+    now: OffsetDateTime,
+    service: &str,
+    host_region: impl FnOnce(&str) -> Option<String>,
+) -> Result<(&'k TestIdentity, SignatureLocation), StsError> {
     let query = parse_query(req.query.unwrap_or_default());
     let auth = SigV4Auth::from_request(req, &query)?;
+    if auth.scope.service != service {
+        return Err(StsError::new(
+            StsErrorCode::SignatureDoesNotMatch,
+            format!("Credential should be scoped to correct service: '{service}'."),
+        ));
+    }
     let host = received_host(req)?;
 
-    if let Some(expected) = region_of_sts_host(host)
+    if let Some(expected) = host_region(host)
         && expected != auth.scope.region
     {
         return Err(StsError::new(
@@ -108,9 +131,7 @@ pub(crate) fn verify<'k>(
     if !bool::from(computed.as_bytes().ct_eq(auth.signature.as_bytes())) {
         return Err(StsError::signature_mismatch());
     }
-
-    check_action(req, &query, &auth)?;
-    Ok(&record.identity)
+    Ok((&record.identity, auth.location))
 }
 
 /// One `name=value` pair of the raw query string, kept raw for re-signing and decoded for reading.
@@ -153,6 +174,8 @@ struct CredentialScope<'a> {
     access_key_id: &'a str,
     date: &'a str,
     region: &'a str,
+    /// Checked by the caller, which knows which service it emulates.
+    service: &'a str,
 }
 
 impl<'a> CredentialScope<'a> {
@@ -172,12 +195,6 @@ impl<'a> CredentialScope<'a> {
                     "Credential should be scoped with a valid terminator: 'aws4_request', not \
                      '{terminator}'."
                 ),
-            ));
-        }
-        if service != SERVICE {
-            return Err(StsError::new(
-                StsErrorCode::SignatureDoesNotMatch,
-                format!("Credential should be scoped to correct service: '{SERVICE}'."),
             ));
         }
         let region_ok = !region.is_empty()
@@ -202,6 +219,7 @@ impl<'a> CredentialScope<'a> {
             access_key_id,
             date,
             region,
+            service,
         })
     }
 }
@@ -619,7 +637,7 @@ fn recompute_signature(
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(auth.scope.region)
-        .name(SERVICE)
+        .name(auth.scope.service)
         .time(SystemTime::from(signed_at))
         .settings(settings)
         .build()
@@ -639,7 +657,7 @@ fn recompute_signature(
 fn check_action(
     req: &ReceivedRequest<'_>,
     query: &[QueryParam<'_>],
-    auth: &SigV4Auth<'_>,
+    location: SignatureLocation,
 ) -> Result<(), StsError> {
     let form_body = single_header(req.headers, "content-type")
         .ok()
@@ -657,9 +675,7 @@ fn check_action(
     let body_params = parse_query(body_text);
     let all = query
         .iter()
-        .filter(|p| {
-            auth.location != SignatureLocation::QueryParams || !is_query_auth_param(&p.name)
-        })
+        .filter(|p| location != SignatureLocation::QueryParams || !is_query_auth_param(&p.name))
         .chain(&body_params);
     let (mut actions, mut versions) = (Vec::new(), Vec::new());
     for p in all {
@@ -716,13 +732,14 @@ mod tests {
     }
 
     #[test]
-    fn credential_scope_requires_five_parts_and_sts_service() {
+    fn credential_scope_requires_five_parts_and_names_the_service() {
         let ok = CredentialScope::parse("AKID/20260101/us-west-2/sts/aws4_request").expect("ok");
         assert_eq!(ok.access_key_id, "AKID");
         assert_eq!(ok.region, "us-west-2");
-        let wrong_service =
-            CredentialScope::parse("AKID/20260101/us-west-2/s3/aws4_request").expect_err("s3");
-        assert_eq!(wrong_service.code, StsErrorCode::SignatureDoesNotMatch);
+        assert_eq!(ok.service, "sts");
+        // The service is checked by `verify_sigv4`, which knows which service it emulates.
+        let s3 = CredentialScope::parse("AKID/20260101/us-west-2/s3/aws4_request").expect("s3");
+        assert_eq!(s3.service, "s3");
         for bad in [
             "",
             "AKID",

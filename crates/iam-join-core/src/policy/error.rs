@@ -186,6 +186,12 @@ impl FieldError {
         }
     }
 
+    /// The same error with `note` appended to its message.
+    pub(super) fn with_note(mut self, note: &str) -> Self {
+        self.message.push_str(note);
+        self
+    }
+
     pub(super) fn at(self, location: DocumentLocation) -> PolicyError {
         PolicyError::Invalid {
             location,

@@ -33,8 +33,9 @@ impl PolicyBuilder {
             })?;
             let location = DocumentLocation::new(source, index);
             match document {
-                Document::Iam(raw) => {
-                    let token = JoinToken::try_from(*raw).map_err(|e| e.at(location.clone()))?;
+                Document::Iam(raw, ignored) => {
+                    let token =
+                        JoinToken::from_raw(*raw, ignored).map_err(|e| e.at(location.clone()))?;
                     self.claim_name(token.name(), &location)?;
                     for (i, rule) in token.allow().iter().enumerate() {
                         for (field, message) in rule.lints() {

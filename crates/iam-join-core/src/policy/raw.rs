@@ -1,53 +1,45 @@
 //! The token resource exactly as written, before validation.
 //!
-//! Every struct denies unknown fields, so a misspelt key (`aws_acount`) is an error naming it
-//! rather than a silently missing restriction. These types only describe shape; the rules live in
-//! the `TryFrom` conversions into the validated types. They are plain serde and do not know which
-//! format (YAML) they are read from.
+//! These types read only the fields iam-join uses. Which field names are allowed at all is
+//! decided before they are read, by the table in [`schema`](super::schema): unknown names are
+//! errors there (so a misspelt `aws_acount` never silently drops a restriction), and fields
+//! Teleport knows but that do not matter here are accepted and reported there. So these structs
+//! do not deny unknown fields themselves; they would otherwise refuse the ignored ones.
+//!
+//! These types only describe shape; the rules live in the `TryFrom` conversions into the
+//! validated types. They are plain serde and do not know which format (YAML) they are read from.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, Visitor};
 
-/// A token document whose `spec.join_method` is `iam`.
+/// A token document whose `spec.join_method` is `iam`: Teleport's resource (`kind: token`,
+/// `version: v2`) or the Kubernetes operator's (`kind: TeleportProvisionToken`,
+/// `apiVersion: resources.teleport.dev/v2`).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawToken {
     pub(super) kind: String,
-    pub(super) version: String,
+    #[serde(default)]
+    pub(super) version: Option<String>,
+    #[serde(default, rename = "apiVersion")]
+    pub(super) api_version: Option<String>,
     pub(super) metadata: RawMetadata,
     pub(super) spec: RawSpec,
 }
 
-/// `metadata`. Besides `name` and `expires`, Teleport's standard `description`, `labels` and
-/// `revision` are accepted (they do not affect who may join).
+/// `metadata`: the fields used (the rest are listed in the schema).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawMetadata {
     pub(super) name: String,
     #[serde(default)]
     pub(super) expires: Option<String>,
     #[serde(default)]
     pub(super) description: Option<String>,
-    #[serde(default)]
-    #[expect(
-        dead_code,
-        reason = "accepted for compatibility with Teleport, not used"
-    )]
-    pub(super) labels: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    #[expect(
-        dead_code,
-        reason = "accepted for compatibility with Teleport, not used"
-    )]
-    pub(super) revision: Option<String>,
 }
 
-/// `spec` of an `iam` token.
+/// `spec` of an `iam` token: the fields used.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawSpec {
     pub(super) roles: Vec<String>,
     pub(super) join_method: String,
@@ -58,8 +50,7 @@ pub(super) struct RawSpec {
 }
 
 /// One entry of `spec.allow`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize)]
 pub(super) struct RawAllowRule {
     #[serde(default)]
     pub(super) aws_account: Option<StringScalar>,
@@ -67,6 +58,19 @@ pub(super) struct RawAllowRule {
     pub(super) aws_arn: Option<String>,
     #[serde(default)]
     pub(super) aws_regions: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) aws_organization_id: Option<String>,
+    #[serde(default)]
+    pub(super) aws_organizational_units: Option<RawOrganizationalUnits>,
+}
+
+/// `spec.allow[].aws_organizational_units`.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawOrganizationalUnits {
+    #[serde(default)]
+    pub(super) include: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) exclude: Option<Vec<String>>,
 }
 
 /// A scalar the document gives as a string, never as a number.

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use super::error::FieldError;
+use super::org::{OrgCondition, OrgInfo};
 use super::raw::RawAllowRule;
 use crate::glob::ArnGlob;
 
@@ -22,7 +23,7 @@ pub struct Subject<'a> {
 }
 
 /// One `spec.allow` rule. It matches a [`Subject`] when **every** field it sets matches; it sets
-/// at least one of `aws_account` and `aws_arn`.
+/// at least one of `aws_account`, `aws_arn` and `aws_organization_id`.
 ///
 /// - `aws_account`: the subject's account equals it exactly.
 /// - `aws_arn`: the subject's ARN matches the [`ArnGlob`] (anchored, case-sensitive).
@@ -30,11 +31,15 @@ pub struct Subject<'a> {
 ///   endpoint the proof was signed for** (the SigV4 credential scope), which a workload chooses
 ///   freely; it restricts which STS endpoint may vouch for the identity, not where the workload
 ///   runs. Teleport rejects this field for `iam` tokens; iam-join accepts it with this meaning.
+/// - `aws_organization_id` and `aws_organizational_units`: the subject's account is in that AWS
+///   organization (and under the OUs), as an Organizations lookup reports ([`OrgCondition`]).
+///   Without that report ([`OrgInfo`]) such a rule never matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllowRule {
     aws_account: Option<String>,
     aws_arn: Option<ArnGlob>,
     aws_regions: Option<Vec<String>>,
+    organization: Option<OrgCondition>,
 }
 
 impl AllowRule {
@@ -54,8 +59,34 @@ impl AllowRule {
         self.aws_regions.as_deref()
     }
 
-    /// Whether `subject` satisfies every field this rule sets.
+    /// The AWS Organizations condition, if the rule sets one.
+    pub fn organization(&self) -> Option<&OrgCondition> {
+        self.organization.as_ref()
+    }
+
+    /// Whether matching this rule needs to know the subject account's organization.
+    pub fn needs_org(&self) -> bool {
+        self.organization.is_some()
+    }
+
+    /// Whether `subject` satisfies every field this rule sets. A rule with an organization
+    /// condition never matches here: use [`matches_with_org`](Self::matches_with_org).
     pub fn matches(&self, subject: &Subject<'_>) -> bool {
+        self.matches_with_org(subject, None)
+    }
+
+    /// Whether `subject`, whose account AWS Organizations describes as `org` (if looked up),
+    /// satisfies every field this rule sets. An organization condition without `org` fails.
+    pub fn matches_with_org(&self, subject: &Subject<'_>, org: Option<&OrgInfo>) -> bool {
+        self.matches_identity(subject)
+            && self
+                .organization
+                .as_ref()
+                .is_none_or(|condition| org.is_some_and(|org| condition.matches(org)))
+    }
+
+    /// Whether the fields read from the verified identity alone (account, ARN, region) match.
+    pub(super) fn matches_identity(&self, subject: &Subject<'_>) -> bool {
         self.aws_account
             .as_deref()
             .is_none_or(|account| account == subject.account)
@@ -87,7 +118,7 @@ impl AllowRule {
                      this rule can never match"
                 ),
             )),
-            (None, None) => lints.push((
+            (None, None) if self.organization.is_none() => lints.push((
                 "aws_arn",
                 "the ARN pattern does not fix the account and the rule sets no aws_account: \
                  it admits matching identities from any AWS account"
@@ -152,16 +183,20 @@ impl TryFrom<RawAllowRule> for AllowRule {
             .transpose()?;
         let aws_arn = raw.aws_arn.map(|arn| parse_arn_pattern(&arn)).transpose()?;
         let aws_regions = raw.aws_regions.map(validate_regions).transpose()?;
-        if aws_account.is_none() && aws_arn.is_none() {
+        let organization =
+            OrgCondition::from_raw(raw.aws_organization_id, raw.aws_organizational_units)?;
+        if aws_account.is_none() && aws_arn.is_none() && organization.is_none() {
             return Err(FieldError::new(
                 "",
-                "the rule sets neither aws_account nor aws_arn (an empty rule would admit any AWS identity)",
+                "the rule sets neither aws_account nor aws_arn nor aws_organization_id (an empty \
+                 rule would admit any AWS identity)",
             ));
         }
         Ok(Self {
             aws_account,
             aws_arn,
             aws_regions,
+            organization,
         })
     }
 }
@@ -236,12 +271,15 @@ impl fmt::Display for AllowRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.aws_account, &self.aws_arn) {
             (Some(account), None) => write!(f, "any identity in AWS account {account}")?,
+            (None, None) if self.organization.is_some() => f.write_str("any identity")?,
             (account, Some(glob)) => {
                 f.write_str("an identity")?;
                 match account {
                     Some(account) => write!(f, " in AWS account {account}")?,
                     // When the pattern spells the account out, the ARN says it all.
                     None if arn_field(glob, 4).is_some_and(is_account_id) => {}
+                    // The organization condition, written below, bounds the accounts.
+                    None if self.organization.is_some() => {}
                     None => f.write_str(" in any AWS account")?,
                 }
                 if glob.has_wildcards() {
@@ -252,6 +290,9 @@ impl fmt::Display for AllowRule {
             }
             // Unreachable for a validated rule; say so rather than print something misleading.
             (None, None) => f.write_str("no identity")?,
+        }
+        if let Some(organization) = &self.organization {
+            write!(f, " whose account is {organization}")?;
         }
         if let Some(regions) = &self.aws_regions {
             f.write_str(", proof signed for STS region ")?;
@@ -278,6 +319,7 @@ mod tests {
             aws_account: account.map(|a| StringScalar(a.to_owned())),
             aws_arn: arn.map(str::to_owned),
             aws_regions: regions.map(|r| r.iter().map(|s| (*s).to_owned()).collect()),
+            ..RawAllowRule::default()
         })
         .unwrap()
     }

@@ -6,14 +6,12 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::error::{FieldError, PolicyDenial};
+use super::org::OrgInfo;
 use super::raw::RawToken;
 use super::role::Role;
 use super::rule::{AllowRule, Subject};
+use super::schema::{IgnoredField, TokenForm};
 
-/// The only `kind` accepted.
-pub(super) const KIND: &str = "token";
-/// The only `version` accepted.
-pub(super) const VERSION: &str = "v2";
 /// The join method this crate verifies.
 pub(super) const JOIN_METHOD: &str = "iam";
 /// Longest token name accepted.
@@ -27,17 +25,30 @@ const MAX_NAME_LEN: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinToken {
     name: String,
+    form: TokenForm,
     description: Option<String>,
     roles: Vec<Role>,
     bot_name: Option<String>,
     expires: Option<OffsetDateTime>,
     allow: Vec<AllowRule>,
+    ignored: Vec<IgnoredField>,
 }
 
 impl JoinToken {
     /// `metadata.name`: what clients name in `X-IAM-Join-Token`. Not a secret.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// How the token was written: Teleport's resource or the Kubernetes operator's manifest.
+    pub fn form(&self) -> TokenForm {
+        self.form
+    }
+
+    /// The fields Teleport knows that were set on this token but cannot change an `iam`
+    /// decision here (`metadata.labels`, `spec.suggested_labels`, ...), in document order.
+    pub fn ignored_fields(&self) -> &[IgnoredField] {
+        &self.ignored
     }
 
     /// `metadata.description`, if set.
@@ -50,7 +61,8 @@ impl JoinToken {
         &self.roles
     }
 
-    /// `spec.bot_name`, if set (Teleport's Machine ID tokens name their bot).
+    /// `spec.bot_name`: set exactly when the roles include `Bot` (Teleport's Machine ID tokens
+    /// name their bot).
     pub fn bot_name(&self) -> Option<&str> {
         self.bot_name.as_deref()
     }
@@ -70,13 +82,39 @@ impl JoinToken {
         self.expires.is_some_and(|expires| now >= expires)
     }
 
-    /// The first allow rule that `subject` satisfies, ignoring expiry.
+    /// The first allow rule that `subject` satisfies, ignoring expiry. Rules with an
+    /// organization condition never match here (see [`matching_rule_with_org`]).
+    ///
+    /// [`matching_rule_with_org`]: Self::matching_rule_with_org
     pub fn matching_rule(&self, subject: &Subject<'_>) -> Option<&AllowRule> {
-        self.allow.iter().find(|rule| rule.matches(subject))
+        self.matching_rule_with_org(subject, None)
+    }
+
+    /// The first allow rule that `subject`, whose account AWS Organizations describes as
+    /// `org`, satisfies, ignoring expiry.
+    pub fn matching_rule_with_org(
+        &self,
+        subject: &Subject<'_>,
+        org: Option<&OrgInfo>,
+    ) -> Option<&AllowRule> {
+        self.allow
+            .iter()
+            .find(|rule| rule.matches_with_org(subject, org))
+    }
+
+    /// Whether deciding for `subject` needs an AWS Organizations lookup of its account: no rule
+    /// matches without one, and some rule with an organization condition matches on everything
+    /// else. When this is `false`, [`authorize`](Self::authorize) decides alone.
+    pub fn needs_org_lookup(&self, subject: &Subject<'_>) -> bool {
+        self.matching_rule(subject).is_none()
+            && self
+                .allow
+                .iter()
+                .any(|rule| rule.needs_org() && rule.matches_identity(subject))
     }
 
     /// Checks `subject` against this token at `now`: not expired, and **any** allow rule
-    /// matches.
+    /// matches. Rules with an organization condition never match here.
     ///
     /// # Errors
     ///
@@ -86,31 +124,28 @@ impl JoinToken {
         subject: &Subject<'_>,
         now: OffsetDateTime,
     ) -> Result<(), PolicyDenial> {
+        self.authorize_with_org(subject, None, now)
+    }
+
+    /// [`authorize`](Self::authorize), with what AWS Organizations says about the subject's
+    /// account (`None` when it was not looked up: then organization rules do not match).
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyDenial::TokenExpired`] or [`PolicyDenial::NotAllowed`].
+    pub fn authorize_with_org(
+        &self,
+        subject: &Subject<'_>,
+        org: Option<&OrgInfo>,
+        now: OffsetDateTime,
+    ) -> Result<(), PolicyDenial> {
         if self.is_expired(now) {
             return Err(PolicyDenial::TokenExpired);
         }
-        match self.matching_rule(subject) {
+        match self.matching_rule_with_org(subject, org) {
             Some(_) => Ok(()),
             None => Err(PolicyDenial::NotAllowed),
         }
-    }
-}
-
-pub(super) fn check_kind(kind: &str) -> Result<(), String> {
-    if kind == KIND {
-        Ok(())
-    } else {
-        Err(format!("must be `{KIND}`, got {kind:?}"))
-    }
-}
-
-pub(super) fn check_version(version: &str) -> Result<(), String> {
-    if version == VERSION {
-        Ok(())
-    } else {
-        Err(format!(
-            "must be `{VERSION}` (the only token version supported), got {version:?}"
-        ))
     }
 }
 
@@ -128,13 +163,15 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-impl TryFrom<RawToken> for JoinToken {
-    /// The field in the error is the path from the document root, e.g. `spec.allow[1].aws_arn`.
-    type Error = FieldError;
-
-    fn try_from(raw: RawToken) -> Result<Self, Self::Error> {
-        check_kind(&raw.kind).map_err(|m| FieldError::new("kind", m))?;
-        check_version(&raw.version).map_err(|m| FieldError::new("version", m))?;
+impl JoinToken {
+    /// Validates a token read from a document, whose ignored fields are `ignored`. The field in
+    /// the error is the path from the document root, e.g. `spec.allow[1].aws_arn`.
+    pub(super) fn from_raw(raw: RawToken, ignored: Vec<IgnoredField>) -> Result<Self, FieldError> {
+        let form = TokenForm::detect(
+            &raw.kind,
+            raw.version.as_deref(),
+            raw.api_version.as_deref(),
+        )?;
         check_name(&raw.metadata.name).map_err(|m| FieldError::new("metadata.name", m))?;
         if raw.spec.join_method != JOIN_METHOD {
             return Err(FieldError::new(
@@ -180,14 +217,7 @@ impl TryFrom<RawToken> for JoinToken {
             roles.push(role);
         }
 
-        if let Some(bot_name) = &raw.spec.bot_name
-            && bot_name.trim().is_empty()
-        {
-            return Err(FieldError::new(
-                "spec.bot_name",
-                "must not be empty when present",
-            ));
-        }
+        let bot_name = check_bot_name(&roles, raw.spec.bot_name)?;
 
         let raw_rules = raw.spec.allow.unwrap_or_default();
         if raw_rules.is_empty() {
@@ -210,12 +240,39 @@ impl TryFrom<RawToken> for JoinToken {
 
         Ok(Self {
             name: raw.metadata.name,
+            form,
             description: raw.metadata.description.filter(|d| !d.trim().is_empty()),
             roles,
-            bot_name: raw.spec.bot_name,
+            bot_name,
             expires,
             allow,
+            ignored,
         })
+    }
+}
+
+/// Teleport's rule (`ProvisionTokenV2.CheckAndSetDefaults`): a token with role `Bot` must name
+/// its bot, and only such a token may. An empty `bot_name` counts as unset, as in Teleport.
+fn check_bot_name(roles: &[Role], bot_name: Option<String>) -> Result<Option<String>, FieldError> {
+    let bot_name = bot_name.filter(|name| !name.is_empty());
+    let is_bot = roles.contains(&Role::Bot);
+    match (is_bot, bot_name) {
+        (true, None) => Err(FieldError::new(
+            "spec.bot_name",
+            "missing: a token with role `Bot` must set bot_name (Teleport refuses it otherwise)",
+        )),
+        (false, Some(name)) => Err(FieldError::new(
+            "spec.bot_name",
+            format!(
+                "bot_name {name:?} can only be set on a token with role `Bot` (Teleport refuses \
+                 it otherwise)"
+            ),
+        )),
+        (true, Some(name)) if name.trim() != name => Err(FieldError::new(
+            "spec.bot_name",
+            format!("{name:?} has leading or trailing whitespace"),
+        )),
+        (_, bot_name) => Ok(bot_name),
     }
 }
 
@@ -232,6 +289,13 @@ pub(super) fn rule_field(index: usize, field: &str) -> String {
 impl fmt::Display for JoinToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "token `{}` (join_method: iam)", self.name)?;
+        if self.form == TokenForm::Operator {
+            writeln!(
+                f,
+                "  written as: {} (Kubernetes operator)",
+                self.form.kind()
+            )?;
+        }
         if let Some(description) = &self.description {
             writeln!(f, "  description: {description}")?;
         }
@@ -256,6 +320,16 @@ impl fmt::Display for JoinToken {
         writeln!(f, "  admits, when any of these rules matches:")?;
         for (i, rule) in self.allow.iter().enumerate() {
             writeln!(f, "    {}. {rule}", i + 1)?;
+        }
+        if !self.ignored.is_empty() {
+            f.write_str("  ignored here: ")?;
+            for (i, field) in self.ignored.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                f.write_str(field.path())?;
+            }
+            writeln!(f)?;
         }
         Ok(())
     }

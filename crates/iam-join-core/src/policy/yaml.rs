@@ -4,23 +4,26 @@
 //! the archived `serde_yaml`), so swapping it touches this file alone.
 //!
 //! Each document is read twice, by two parsers over the same text kept in lock-step: first
-//! loosely, as a YAML value, to check `kind` and `version` and find `spec.join_method`; then, for
-//! `iam` tokens only, strictly into [`RawToken`], so its errors carry the field path and line.
-//! Tokens of other join methods are only looked at loosely, so their method-specific fields need
-//! no schema here.
+//! loosely, as a YAML value, to check `kind` and `version` (or `apiVersion`), find
+//! `spec.join_method` and, for `iam` tokens, check every field name against Teleport's
+//! [schema](super::schema); then, for `iam` tokens only, into [`RawToken`], so type errors carry
+//! the field path and line. Tokens of other join methods are only looked at loosely, so their
+//! method-specific fields need no schema here.
 
 use serde::Deserialize;
 use serde_norway::{Deserializer, Mapping, Value};
 
 use super::error::FieldError;
 use super::raw::RawToken;
-use super::token::{JOIN_METHOD, check_kind, check_version};
+use super::schema::{IgnoredField, Level, TokenForm, check_fields, unknown_fields_note};
+use super::token::JOIN_METHOD;
 
 /// One non-empty token document.
 #[derive(Debug)]
 pub(super) enum Document {
-    /// A `join_method: iam` token, read strictly but not yet validated.
-    Iam(Box<RawToken>),
+    /// A `join_method: iam` token, read but not yet validated, and the Teleport fields it sets
+    /// that are ignored here.
+    Iam(Box<RawToken>, Vec<IgnoredField>),
     /// A token of another join method, to be skipped.
     Other {
         /// `metadata.name`, if it is a string.
@@ -103,11 +106,15 @@ fn read_document(
     };
     let field =
         |field: &str, message: String| DocumentError::Field(FieldError::new(field, message));
+    // Errors before the full check of names may stem from a misspelt name: say which.
+    let noted = |error: DocumentError, map: &Mapping, level: Level| match error {
+        DocumentError::Field(e) => {
+            DocumentError::Field(e.with_note(&unknown_fields_note(map, level)))
+        }
+        other => other,
+    };
 
-    let kind = required_str(map, "kind", "kind", "write `kind: token`")?;
-    check_kind(kind).map_err(|m| field("kind", m))?;
-    let version = required_str(map, "version", "version", "write `version: v2`")?;
-    check_version(version).map_err(|m| field("version", m))?;
+    let form = read_form(map).map_err(|e| noted(e, map, Level::Document))?;
     let spec = match map.get("spec") {
         Some(Value::Mapping(spec)) => spec,
         Some(other) => {
@@ -116,23 +123,28 @@ fn read_document(
                 format!("must be a mapping, found {}", describe(other)),
             ));
         }
-        None => return Err(field("spec", "missing: a token needs a spec".to_owned())),
+        None => {
+            let error = field("spec", "missing: a token needs a spec".to_owned());
+            return Err(noted(error, map, Level::Document));
+        }
     };
     let join_method = required_str(
         spec,
         "join_method",
         "spec.join_method",
         "write `join_method: iam` for an IAM join token",
-    )?;
+    )
+    .map_err(|e| noted(e, spec, Level::Spec))?;
 
     if join_method == JOIN_METHOD {
+        let ignored = check_fields(map, form.schema()).map_err(DocumentError::Field)?;
         let Some(strict) = strict else {
             return Err(DocumentError::Yaml(
                 "the YAML reader lost track of the documents".to_owned(),
             ));
         };
         return RawToken::deserialize(strict)
-            .map(|raw| Some(Document::Iam(Box::new(raw))))
+            .map(|raw| Some(Document::Iam(Box::new(raw), ignored)))
             .map_err(yaml);
     }
     if join_method.eq_ignore_ascii_case(JOIN_METHOD) {
@@ -155,6 +167,17 @@ fn read_document(
     }))
 }
 
+/// The form named by `kind` and `version` / `apiVersion`.
+fn read_form(map: &Mapping) -> Result<TokenForm, DocumentError> {
+    let kind = required_str(map, "kind", "kind", "write `kind: token`")?;
+    TokenForm::detect(
+        kind,
+        optional_str(map, "version")?,
+        optional_str(map, "apiVersion")?,
+    )
+    .map_err(DocumentError::Field)
+}
+
 /// The string at `key`, or an error naming `path` (with `hint` if the key is missing).
 fn required_str<'m>(
     map: &'m Mapping,
@@ -170,6 +193,18 @@ fn required_str<'m>(
             describe(other)
         ))),
         None => Err(error(format!("missing: {hint}"))),
+    }
+}
+
+/// The string at `key`, if present; an error naming it if it is not a string.
+fn optional_str<'m>(map: &'m Mapping, key: &str) -> Result<Option<&'m str>, DocumentError> {
+    match map.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(DocumentError::Field(FieldError::new(
+            key,
+            format!("must be a string, found {}", describe(other)),
+        ))),
     }
 }
 
