@@ -100,4 +100,20 @@ pub enum BuildError {
     /// The default token name is not a plausible token name.
     #[error("default token name {0:?} is not valid")]
     BadTokenName(String),
+    /// A public or challenge path pattern is invalid.
+    #[error("{field}: {source}")]
+    BadPathPattern {
+        /// `public_paths` or `challenge_paths`.
+        field: &'static str,
+        /// What is wrong with the pattern.
+        source: crate::InvalidPathPattern,
+    },
+    /// An explicit challenge key with a replay store that only this process sees: every
+    /// process holding the key would accept each challenge once.
+    #[error(
+        "a shared challenge key needs a shared replay store (Redis): with an in-memory store \
+         each replica would accept every challenge once; configure the shared store, or drop \
+         the key so each process makes its own"
+    )]
+    ChallengeKeyNeedsSharedStore,
 }

@@ -15,7 +15,10 @@ use crate::metrics::Metrics;
 use crate::policy::PolicyHandle;
 use crate::ratelimit::{MemoryRateLimiter, RateLimiterBackend, RateLimits};
 use crate::replay::{MemoryReplayStore, ReplayStore};
-use crate::service::{IamJoinService, Settings};
+use crate::service::IamJoinService;
+use crate::service::carrier::is_token_name;
+use crate::service::routes::{PathPattern, Routes};
+use crate::service::shared::Shared;
 use crate::sts::{HyperStsClient, StsClient, StsClientConfig};
 use crate::verifier::Verifier;
 
@@ -26,8 +29,7 @@ pub const DEFAULT_PREFIX: &str = "/v1/iam-join";
 /// cache, limits, replay store and policy.
 #[derive(Clone, Debug)]
 pub struct IamJoinLayer {
-    pub(crate) verifier: Arc<Verifier>,
-    pub(crate) settings: Arc<Settings>,
+    shared: Arc<Shared>,
 }
 
 impl IamJoinLayer {
@@ -39,7 +41,7 @@ impl IamJoinLayer {
     /// The policy handle: [`PolicyHandle::store`] or [`PolicyHandle::reload`] swap the policy
     /// for the next request.
     pub fn policy(&self) -> &PolicyHandle {
-        self.verifier.policy()
+        self.shared.verifier.policy()
     }
 
     /// Reloads the policy from `path`, keeping the old one on error, and counts the reload in
@@ -48,8 +50,8 @@ impl IamJoinLayer {
         &self,
         path: &std::path::Path,
     ) -> Result<Arc<TokenPolicy>, iam_join_core::policy::PolicyError> {
-        let result = self.verifier.policy().reload(path);
-        if let Some(m) = &self.verifier.metrics {
+        let result = self.shared.verifier.policy().reload(path);
+        if let Some(m) = &self.shared.verifier.metrics {
             m.policy_reload(if result.is_ok() { "ok" } else { "error" });
         }
         result
@@ -58,7 +60,7 @@ impl IamJoinLayer {
     /// The verification pipeline, for callers that verify outside a tower stack (benches,
     /// custom servers).
     pub fn verifier(&self) -> &Arc<Verifier> {
-        &self.verifier
+        &self.shared.verifier
     }
 }
 
@@ -66,7 +68,7 @@ impl<S> Layer<S> for IamJoinLayer {
     type Service = IamJoinService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        IamJoinService::new(inner, self.clone())
+        IamJoinService::new(inner, Arc::clone(&self.shared))
     }
 }
 
@@ -177,8 +179,11 @@ impl IamJoinLayerBuilder {
         self
     }
 
-    /// The key that signs challenges. Replicas that redeem each other's challenges must share
-    /// it. Without one, a random key is made (single replica only).
+    /// The key that signs challenges, shared by replicas that redeem each other's challenges.
+    /// It needs a shared [`replay_store`](Self::replay_store) (Redis): with a per-process store
+    /// every replica would accept each challenge once, so [`build`](Self::build) refuses it
+    /// ([`BuildError::ChallengeKeyNeedsSharedStore`]). Without a key, a random one is made that
+    /// lives and dies with the process, so no other process accepts its challenges.
     pub fn challenge_key(mut self, key: ChallengeKey) -> Self {
         self.challenge_key = Some(key);
         self.challenges = Some(true);
@@ -197,15 +202,19 @@ impl IamJoinLayerBuilder {
         self
     }
 
-    /// Paths (exact, or a prefix ending in `*`) that accept only challenge-bound proofs.
+    /// Paths (exact, or a prefix ending in `*`) that accept only challenge-bound proofs; see
+    /// [`PathPattern`]. Matched in any spelling an upstream could normalise onto them (case,
+    /// repeated and trailing slashes, dot segments, percent-encoded unreserved characters).
     pub fn challenge_paths<I: IntoIterator<Item = S>, S: Into<String>>(mut self, paths: I) -> Self {
         self.challenge_paths
             .extend(paths.into_iter().map(Into::into));
         self
     }
 
-    /// Paths (exact, or a prefix ending in `*`) passed through without a proof (health checks).
-    /// Incoming `x-iam-join-*` headers are still removed.
+    /// Paths (exact, or a prefix ending in `*`) passed through without a proof (health checks);
+    /// see [`PathPattern`]. Matched strictly: only a path already in normal form, written as
+    /// the pattern is, and not a challenge path, is public. Incoming `x-iam-join-*` headers and
+    /// proofs are still removed.
     pub fn public_paths<I: IntoIterator<Item = S>, S: Into<String>>(mut self, paths: I) -> Self {
         self.public_paths.extend(paths.into_iter().map(Into::into));
         self
@@ -283,7 +292,7 @@ impl IamJoinLayerBuilder {
             return Err(BuildError::BadAudience(a.clone()));
         }
         if let Some(t) = &self.default_token
-            && !crate::service::is_token_name(t)
+            && !is_token_name(t)
         {
             return Err(BuildError::BadTokenName(t.clone()));
         }
@@ -306,6 +315,18 @@ impl IamJoinLayerBuilder {
             .unwrap_or_default()
             .fips_only(self.fips)
             .with_extra_regions(&self.extra_regions)?;
+        let routes = Routes::new(
+            prefix,
+            parse_patterns("public_paths", &self.public_paths)?,
+            parse_patterns("challenge_paths", &self.challenge_paths)?,
+        );
+        let challenge_ttl = self.challenge_ttl.unwrap_or(Duration::from_secs(60));
+        let replay = self
+            .replay
+            .unwrap_or_else(|| Arc::new(MemoryReplayStore::new(1_000_000, challenge_ttl)));
+        if challenges && self.challenge_key.is_some() && !replay.is_shared() {
+            return Err(BuildError::ChallengeKeyNeedsSharedStore);
+        }
         let challenge_key = if challenges {
             Some(match self.challenge_key {
                 Some(k) => k,
@@ -319,7 +340,6 @@ impl IamJoinLayerBuilder {
         } else {
             None
         };
-        let challenge_ttl = self.challenge_ttl.unwrap_or(Duration::from_secs(60));
         let sts: Arc<dyn StsClient> = match self.sts_client {
             Some(c) => c,
             None => Arc::new(HyperStsClient::new(self.sts_config)?),
@@ -354,26 +374,30 @@ impl IamJoinLayerBuilder {
             limiter: self
                 .limiter
                 .unwrap_or_else(|| Arc::new(MemoryRateLimiter::new(limits))),
-            replay: self.replay.unwrap_or_else(|| {
-                Arc::new(MemoryReplayStore::new(
-                    1_000_000,
-                    challenge_ttl + Duration::from_secs(120),
-                ))
-            }),
+            replay,
             metrics,
         };
         Ok(IamJoinLayer {
-            verifier: Arc::new(verifier),
-            settings: Arc::new(Settings {
-                prefix,
+            shared: Arc::new(Shared {
+                verifier: Arc::new(verifier),
+                routes,
                 default_token: self.default_token,
-                challenge_paths: self.challenge_paths,
-                public_paths: self.public_paths,
                 trusted_proxies: self.trusted_proxies,
                 identity_headers: self.identity_headers,
             }),
         })
     }
+}
+
+fn parse_patterns(
+    field: &'static str,
+    patterns: &[String],
+) -> Result<Vec<PathPattern>, BuildError> {
+    patterns
+        .iter()
+        .map(|p| p.parse())
+        .collect::<Result<_, _>>()
+        .map_err(|source| BuildError::BadPathPattern { field, source })
 }
 
 impl From<TokenPolicy> for PolicyHandle {

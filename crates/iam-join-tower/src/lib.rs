@@ -37,25 +37,33 @@
 #![deny(unsafe_code, unreachable_pub)]
 #![warn(missing_docs)]
 
+// Modules named in paths by other crates stay public; the rest are private, with the items
+// callers need re-exported below.
 pub mod cache;
-pub mod error;
-pub mod future;
-pub mod layer;
+mod error;
+mod future;
+mod layer;
 pub mod metrics;
-pub mod policy;
+mod policy;
 pub mod ratelimit;
 #[cfg(feature = "redis")]
 pub mod redis;
-pub mod replay;
-pub mod service;
+mod replay;
+mod service;
 pub mod sts;
 pub mod verifier;
 
 pub use error::{BuildError, Denial};
+pub use future::ResponseFuture;
 pub use layer::{DEFAULT_PREFIX, IamJoinLayer, IamJoinLayerBuilder};
 pub use policy::PolicyHandle;
 pub use ratelimit::{LimitScope, Rate, RateLimits};
-pub use replay::{MemoryReplayStore, ReplayStore};
+pub use replay::{MemoryReplayStore, ReplayStore, ReplayStoreError};
+pub use service::carrier::{
+    IDENTITY_HEADER_PREFIX, PROOF_HEADER, TOKEN_HEADER, strip_identity_headers,
+};
+pub use service::endpoints::set_identity_headers;
+pub use service::routes::{InvalidPathPattern, PathPattern};
 pub use service::{ClientAddr, IamJoinBody, IamJoinService};
 pub use sts::{HyperStsClient, StsClient, StsClientConfig};
 pub use verifier::{Verifier, VerifyRequest};

@@ -64,4 +64,8 @@ impl ReplayStore for RedisReplayStore {
             })
         })
     }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
 }

@@ -1,0 +1,195 @@
+//! [`IamJoinService`]: verification in front of an inner service, and the layer's endpoints.
+//!
+//! Arrows point one way: the layer builds a [`Shared`] that the service owns; the service
+//! classifies the request ([`routes`]), takes the credentials out of it ([`carrier`]), answers
+//! the layer's own endpoints ([`endpoints`]) and asks the [`Verifier`](crate::Verifier).
+
+pub(crate) mod carrier;
+pub(crate) mod endpoints;
+pub(crate) mod routes;
+pub(crate) mod shared;
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{Either, Full};
+use iam_join_core::VerifiedIdentity;
+use tower_service::Service;
+
+use self::carrier::{Presented, take_presented};
+use self::endpoints::{answer_before_verifying, answer_verified, set_identity_headers};
+use self::shared::Shared;
+use crate::error::Denial;
+use crate::future::ResponseFuture;
+use crate::ratelimit::client_ip;
+use crate::verifier::VerifyRequest;
+
+/// The response body: the inner service's, or the layer's own (denials, endpoints).
+pub type IamJoinBody<B> = Either<B, Full<Bytes>>;
+
+/// The client's address, inserted as a request extension by the server (a plain
+/// [`SocketAddr`] extension is read too; axum's `ConnectInfo` needs a one-line `map_request`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Verification in front of `S`. See the crate docs.
+#[derive(Clone, Debug)]
+pub struct IamJoinService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> IamJoinService<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for IamJoinService<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+    ResBody: Send + 'static,
+{
+    type Response = Response<IamJoinBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        // Use the service that was driven to readiness; leave a fresh clone in its place.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture {
+            inner: Box::pin(handle(Arc::clone(&self.shared), inner, req)),
+        }
+    }
+}
+
+/// Route → endpoint answers that need no proof → take the credentials out of the request →
+/// public pass-through, or verify → the endpoint's answer or the inner service.
+async fn handle<S, B, ResBody>(
+    shared: Arc<Shared>,
+    mut inner: S,
+    mut req: Request<B>,
+) -> Result<Response<IamJoinBody<ResBody>>, S::Error>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    let route = shared.routes.route(req.uri().path(), req.headers());
+    if let Some(answer) = route
+        .endpoint
+        .and_then(|e| answer_before_verifying(e, req.method(), &shared.verifier))
+    {
+        return Ok(own(answer));
+    }
+    let client = client_key(&shared, &req);
+    let presented = take_presented(req.headers_mut(), shared.default_token.as_deref());
+    if route.public {
+        return forward(&mut inner, req).await;
+    }
+    let identity = match verify(&shared, presented, client, route.require_challenge).await {
+        Ok(identity) => identity,
+        Err(denial) => return Ok(own(denial.to_response())),
+    };
+    match route.endpoint {
+        Some(endpoint) => Ok(own(answer_verified(endpoint, &identity))),
+        None => {
+            hand_off(&shared, &mut req, identity);
+            forward(&mut inner, req).await
+        }
+    }
+}
+
+async fn verify(
+    shared: &Shared,
+    presented: Presented,
+    client: Option<IpAddr>,
+    require_challenge: bool,
+) -> Result<VerifiedIdentity, Denial> {
+    let verifier = &shared.verifier;
+    let (proof, token) = match (presented.proof, presented.token) {
+        (Ok(proof), Ok(token)) => (proof, token),
+        (Err(d), _) | (_, Err(d)) => return Err(verifier.deny_early(d)),
+    };
+    verifier
+        .verify(VerifyRequest {
+            proof: &proof,
+            token: &token,
+            client,
+            require_challenge,
+        })
+        .await
+}
+
+/// Gives the inner service the identity: an extension, and headers when configured.
+fn hand_off<B>(shared: &Shared, req: &mut Request<B>, identity: VerifiedIdentity) {
+    if shared.identity_headers {
+        set_identity_headers(req.headers_mut(), &identity);
+    }
+    req.extensions_mut().insert(identity);
+}
+
+/// The per-client rate-limit key: the peer, or the `X-Forwarded-For` client a trusted proxy
+/// names. IPv6 clients are keyed by /64, since one host usually holds a whole /64.
+fn client_key<B>(shared: &Shared, req: &Request<B>) -> Option<IpAddr> {
+    let peer = req
+        .extensions()
+        .get::<ClientAddr>()
+        .map(|c| c.0.ip())
+        .or_else(|| req.extensions().get::<SocketAddr>().map(SocketAddr::ip))
+        .map(|ip| ip.to_canonical());
+    let forwarded_for = joined(req, "x-forwarded-for");
+    let ip = client_ip(peer, forwarded_for.as_deref(), &shared.trusted_proxies)?;
+    Some(match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !(u128::MAX >> 64))),
+        v4 => v4,
+    })
+}
+
+fn joined<B>(req: &Request<B>, name: &str) -> Option<String> {
+    let parts: Vec<&str> = req
+        .headers()
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(","))
+}
+
+async fn forward<S, B, ResBody>(
+    inner: &mut S,
+    req: Request<B>,
+) -> Result<Response<IamJoinBody<ResBody>>, S::Error>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    inner.call(req).await.map(|r| r.map(Either::Left))
+}
+
+fn own<L>(resp: Response<Full<Bytes>>) -> Response<Either<L, Full<Bytes>>> {
+    resp.map(Either::Right)
+}
