@@ -188,9 +188,18 @@ async fn an_access_key_id_sts_does_not_know_is_refused_without_asking_sts_again(
         );
         assert!(!r.message().contains("AKIAJUNK"), "{}", r.message());
     }
-    assert_eq!(emulator.calls(), 1, "STS was asked again about a key it refused");
+    assert_eq!(
+        emulator.calls(),
+        1,
+        "STS was asked again about a key it refused"
+    );
     // Genuine clients are untouched.
-    let ok = send_from(&layer, GENUINE_ADDRESS, &proof_from(&alice().credentials(), 0)).await;
+    let ok = send_from(
+        &layer,
+        GENUINE_ADDRESS,
+        &proof_from(&alice().credentials(), 0),
+    )
+    .await;
     assert_eq!(ok.status, StatusCode::OK);
 }
 
@@ -223,11 +232,112 @@ async fn bad_signatures_on_a_real_key_id_are_not_remembered_against_it() {
     let (_emulator, layer) = layer_with(RateLimits::default()).await;
     let bob = bob();
     // SignatureDoesNotMatch says nothing against the key: whoever knows a key id can cause it.
-    let r = send_from(&layer, flood_address(4), &proof_from(&wrong_secret(&bob.access_key_id), 0)).await;
+    let r = send_from(
+        &layer,
+        flood_address(4),
+        &proof_from(&wrong_secret(&bob.access_key_id), 0),
+    )
+    .await;
     assert_eq!(
         (r.status, r.code()),
         (StatusCode::UNAUTHORIZED, "sts_rejected")
     );
     let ok = send_from(&layer, GENUINE_ADDRESS, &proof_from(&bob.credentials(), 1)).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.json);
+}
+
+#[tokio::test]
+async fn one_key_id_from_many_addresses_is_limited_per_key_id() {
+    let (emulator, layer) = layer_with(RateLimits {
+        per_key_id: Some(Rate {
+            per_second: 1,
+            burst: 3,
+        }),
+        ..RateLimits::default()
+    })
+    .await;
+    // A real key id with the wrong secret: STS says SignatureDoesNotMatch, which is not
+    // remembered, so only the per-key-id limit stops this.
+    let junk = wrong_secret(&bob().access_key_id);
+    let mut codes = Vec::new();
+    for n in 0..6 {
+        let r = send_from(&layer, flood_address(n), &proof_from(&junk, n)).await;
+        codes.push(r.code().to_owned());
+    }
+    assert_eq!(
+        codes,
+        [
+            "sts_rejected",
+            "sts_rejected",
+            "sts_rejected",
+            "rate_limited",
+            "rate_limited",
+            "rate_limited"
+        ]
+    );
+    assert_eq!(emulator.calls(), 3);
+    let other = send_from(
+        &layer,
+        flood_address(9),
+        &proof_from(&alice().credentials(), 0),
+    )
+    .await;
+    assert_eq!(
+        other.status,
+        StatusCode::OK,
+        "other key ids are not affected"
+    );
+}
+
+#[tokio::test]
+async fn new_scopes_are_counted_by_name_and_never_by_key_id() {
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+    let exporter = InMemoryMetricExporter::default();
+    let provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(exporter.clone()).build())
+        .build();
+    let emulator = Emulator::start().await.unwrap();
+    let layer = IamJoinLayer::builder()
+        .audience(AUDIENCE)
+        .default_token("iam-token")
+        .policy(seed_policy())
+        .sts_override_all(emulator.url())
+        .meter(provider.meter("sts-budget-test"))
+        .rate_limits(RateLimits {
+            per_key_id: Some(Rate {
+                per_second: 1,
+                burst: 1,
+            }),
+            ..RateLimits::default()
+        })
+        .build()
+        .unwrap();
+    let junk = unknown_key(42);
+    send_from(&layer, flood_address(1), &proof_from(&junk, 0)).await; // InvalidClientTokenId
+    send_from(&layer, flood_address(2), &proof_from(&junk, 1)).await; // refused locally
+    let bob = wrong_secret(&bob().access_key_id);
+    send_from(&layer, flood_address(3), &proof_from(&bob, 0)).await;
+    send_from(&layer, flood_address(4), &proof_from(&bob, 1)).await; // per key id
+    provider.force_flush().unwrap();
+    let mut scopes = std::collections::BTreeSet::new();
+    for rm in exporter.get_finished_metrics().unwrap() {
+        for m in rm.scope_metrics().flat_map(|sm| sm.metrics()) {
+            if m.name() != "iam_join_rate_limited_total" {
+                continue;
+            }
+            let AggregatedMetrics::U64(MetricData::Sum(sum)) = m.data() else {
+                panic!("rate_limited_total is a u64 counter");
+            };
+            for point in sum.data_points() {
+                for kv in point.attributes() {
+                    scopes.insert(kv.value.as_str().into_owned());
+                }
+            }
+        }
+    }
+    let expected: std::collections::BTreeSet<String> =
+        ["key_id", "rejected_key_id"].map(str::to_owned).into();
+    assert_eq!(scopes, expected);
 }

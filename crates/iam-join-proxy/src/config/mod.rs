@@ -36,7 +36,9 @@
 //!   negative_ttl: 10s                   # how long an STS rejection is remembered
 //! rate_limits:                          # absent: the default; null: disabled
 //!   per_client: {per_second: 20, burst: 40}
+//!   per_key_id: {per_second: 20, burst: 40}
 //!   sts_budget: {per_second: 200, burst: 400}
+//!   sts_reserved_percent: 50            # of sts_budget, for recently admitted clients
 //!   per_account: null
 //! trusted_proxies: [10.0.0.0/8]         # whose X-Forwarded-For is believed
 //! admin:
@@ -427,17 +429,34 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             raw.rate_limits.per_client,
             defaults.per_client,
         )?,
+        per_key_id: rate(
+            "rate_limits.per_key_id",
+            raw.rate_limits.per_key_id,
+            defaults.per_key_id,
+        )?,
         sts_budget: rate(
             "rate_limits.sts_budget",
             raw.rate_limits.sts_budget,
             defaults.sts_budget,
         )?,
+        sts_reserved_percent: raw
+            .rate_limits
+            .sts_reserved_percent
+            .unwrap_or(defaults.sts_reserved_percent),
         per_account: rate(
             "rate_limits.per_account",
             raw.rate_limits.per_account,
             defaults.per_account,
         )?,
     };
+    rate_limits.validate().map_err(|field| {
+        let why = if field == "sts_reserved_percent" {
+            "must be 1 to 90 (some of the budget stays open to clients not seen before)"
+        } else {
+            "must be at least 1 (write null to disable the limit)"
+        };
+        invalid(format!("rate_limits.{field}"), why)
+    })?;
 
     let trusted_proxies = raw
         .trusted_proxies
