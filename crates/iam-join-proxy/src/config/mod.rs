@@ -790,6 +790,37 @@ mod tests {
     }
 
     #[test]
+    fn key_id_limit_and_reserved_share_are_read_and_checked() {
+        let c = load(&format!(
+            "{MINIMAL}rate_limits: {{per_key_id: null, sts_reserved_percent: 30}}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.rate_limits.per_key_id, None);
+        assert_eq!(c.rate_limits.sts_reserved_percent, 30);
+        assert_eq!(
+            load(MINIMAL).unwrap().rate_limits.per_key_id,
+            RateLimits::default().per_key_id
+        );
+        for (yaml, field) in [
+            (
+                "{sts_reserved_percent: 0}",
+                "rate_limits.sts_reserved_percent",
+            ),
+            (
+                "{sts_reserved_percent: 91}",
+                "rate_limits.sts_reserved_percent",
+            ),
+            (
+                "{per_key_id: {per_second: 0}}",
+                "rate_limits.per_key_id.per_second",
+            ),
+        ] {
+            let err = load(&format!("{MINIMAL}rate_limits: {yaml}\n")).unwrap_err();
+            assert_eq!(err.field(), Some(field), "{yaml}");
+        }
+    }
+
+    #[test]
     fn bad_values_name_their_field() {
         let cases = [
             (
