@@ -182,7 +182,9 @@ pub fn build_error(e: &BuildError) -> ProxyError {
         BuildError::BadRegion(_) => "sts.extra_regions",
         BuildError::BadRate(name) => match *name {
             "per_client" => "rate_limits.per_client",
+            "per_key_id" => "rate_limits.per_key_id",
             "sts_budget" => "rate_limits.sts_budget",
+            "sts_reserved_percent" => "rate_limits.sts_reserved_percent",
             _ => "rate_limits.per_account",
         },
         BuildError::BadTokenName(_) => "default_token",

@@ -13,7 +13,9 @@ use crate::cache::{CheckedTokenExpiry, OutcomeExpiry, SharedCache};
 use crate::error::BuildError;
 use crate::metrics::Metrics;
 use crate::policy::PolicyHandle;
-use crate::ratelimit::{MemoryRateLimiter, RateLimiterBackend, RateLimits};
+use crate::ratelimit::{
+    ADMITTED_TTL, MemoryRateLimiter, RateLimiterBackend, RateLimits, RecentVerdicts,
+};
 use crate::replay::{MemoryReplayStore, ReplayStore};
 use crate::service::IamJoinService;
 use crate::service::carrier::is_token_name;
@@ -301,15 +303,7 @@ impl IamJoinLayerBuilder {
             return Err(BuildError::NoBinding);
         }
         let limits = self.limits.unwrap_or_default();
-        for (name, rate) in [
-            ("per_client", limits.per_client),
-            ("sts_budget", limits.sts_budget),
-            ("per_account", limits.per_account),
-        ] {
-            if rate.is_some_and(|r| r.quota().is_none()) {
-                return Err(BuildError::BadRate(name));
-            }
-        }
+        limits.validate().map_err(BuildError::BadRate)?;
         let hosts = self
             .hosts
             .unwrap_or_default()
@@ -357,6 +351,7 @@ impl IamJoinLayerBuilder {
             let c = cache.clone();
             Metrics::new(m, Some(Arc::new(move || c.entry_count())))
         });
+        let negative_ttl = self.negative_ttl.unwrap_or(Duration::from_secs(10));
         let verifier = Verifier {
             rules: ProofRules {
                 hosts,
@@ -370,10 +365,11 @@ impl IamJoinLayerBuilder {
             cache,
             checked_tokens,
             shared_cache: self.shared_cache,
-            negative_ttl: self.negative_ttl.unwrap_or(Duration::from_secs(10)),
+            negative_ttl,
             limiter: self
                 .limiter
                 .unwrap_or_else(|| Arc::new(MemoryRateLimiter::new(limits))),
+            verdicts: RecentVerdicts::new(ADMITTED_TTL, negative_ttl),
             replay,
             metrics,
         };

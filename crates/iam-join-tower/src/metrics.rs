@@ -112,18 +112,10 @@ impl Metrics {
             .add(1, &[KeyValue::new("result", result)]);
     }
 
-    /// A rate limit decision that refused (`failed_open` = false) or could not be made and let
-    /// the request through (`failed_open` = true).
-    pub fn rate_limited(&self, scope: &'static str, failed_open: bool) {
-        let scope = if failed_open {
-            match scope {
-                "client" => "client_failed_open",
-                "sts_budget" => "sts_budget_failed_open",
-                _ => "account_failed_open",
-            }
-        } else {
-            scope
-        };
+    /// A rate limit decision that refused, or could not be made and let the request through:
+    /// `scope` is a [`crate::LimitScope::metric_label`] or
+    /// [`crate::ratelimit::REJECTED_KEY_ID_LABEL`].
+    pub fn rate_limited(&self, scope: &'static str) {
         self.rate_limited.add(1, &[KeyValue::new("scope", scope)]);
     }
 

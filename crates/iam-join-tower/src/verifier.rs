@@ -18,11 +18,17 @@ use crate::cache::{CachedOutcome, CheckedToken, SharedCache, SharedOutcome};
 use crate::error::Denial;
 use crate::metrics::Metrics;
 use crate::policy::PolicyHandle;
-use crate::ratelimit::{LimitScope, RateDecision, RateLimiterBackend};
+use crate::ratelimit::{
+    KeyIdDigest, LimitScope, REJECTED_KEY_ID_LABEL, RateDecision, RateLimiterBackend,
+    RecentVerdicts,
+};
 use crate::replay::ReplayStore;
 use crate::sts::StsClient;
 
 static LAST_FAIL_OPEN_WARNING: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// STS's answer for an access key id it does not know (remembered per key id).
+const INVALID_CLIENT_TOKEN_ID: &str = "InvalidClientTokenId";
 
 /// How long callers are told to wait when STS or the replay store is unavailable.
 const UNAVAILABLE_RETRY: Duration = Duration::from_secs(1);
@@ -37,6 +43,7 @@ pub struct Verifier {
     pub(crate) shared_cache: Option<Arc<dyn SharedCache>>,
     pub(crate) negative_ttl: Duration,
     pub(crate) limiter: Arc<dyn RateLimiterBackend>,
+    pub(crate) verdicts: RecentVerdicts,
     pub(crate) replay: Arc<dyn ReplayStore>,
     pub(crate) metrics: Option<Metrics>,
 }
@@ -201,10 +208,13 @@ impl Verifier {
             .client
             .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         let identity = match checked.binding() {
-            Binding::Audience => self.audience_identity(&checked, &client_key).await?,
+            Binding::Audience => {
+                self.audience_identity(&checked, &client_key, req.client)
+                    .await?
+            }
             Binding::Challenge(claims) => {
                 self.limit(LimitScope::Client, &client_key).await?;
-                self.limit(LimitScope::StsBudget, "sts").await?;
+                self.spend_sts_budget(&checked, req.client).await?;
                 let ttl = Duration::try_from(claims.expires_at() - now).unwrap_or(Duration::ZERO)
                     + Duration::from_secs(60);
                 match self.replay.redeem(&claims.replay_id(), ttl).await {
@@ -239,14 +249,18 @@ impl Verifier {
                 })?)
             }
         };
-        self.admit(
-            req.token,
-            &identity,
-            checked.binding().kind(),
-            checked.expires_at(),
-            now,
-        )
-        .await
+        let admitted = self
+            .admit(
+                req.token,
+                &identity,
+                checked.binding().kind(),
+                checked.expires_at(),
+                now,
+            )
+            .await?;
+        self.verdicts
+            .record_admitted(KeyIdDigest::of(checked.access_key_id()), req.client);
+        Ok(admitted)
     }
 
     /// Steps 10-11: the proof's own expiry, the token policy, the per-account limit.
@@ -313,22 +327,27 @@ impl Verifier {
         }
     }
 
+    /// Spends one cell of `scope` for `key`; a refusal is a counted 429.
     async fn limit(&self, scope: LimitScope, key: &str) -> Result<(), Denial> {
+        self.try_limit(scope, key).await.inspect_err(|_| {
+            if let Some(m) = &self.metrics {
+                m.rate_limited(scope.metric_label(false));
+            }
+        })
+    }
+
+    /// Like [`Self::limit`], but a refusal is not counted: the caller has somewhere else to go.
+    async fn try_limit(&self, scope: LimitScope, key: &str) -> Result<(), Denial> {
         match self.limiter.check(scope, key).await {
             RateDecision::Allow => Ok(()),
-            RateDecision::Limited(wait) => {
-                if let Some(m) = &self.metrics {
-                    m.rate_limited(scope.as_str(), false);
-                }
-                Err(Denial::retry(
-                    ErrorCode::RateLimited,
-                    format!("too many requests ({} limit); retry later", scope.as_str()),
-                    wait,
-                ))
-            }
+            RateDecision::Limited(wait) => Err(Denial::retry(
+                ErrorCode::RateLimited,
+                format!("too many requests ({} limit); retry later", scope.as_str()),
+                wait,
+            )),
             RateDecision::Unavailable => {
                 if let Some(m) = &self.metrics {
-                    m.rate_limited(scope.as_str(), true);
+                    m.rate_limited(scope.metric_label(true));
                 }
                 // Warn at most every 10 s: the metric counts every occurrence.
                 let now = OffsetDateTime::now_utc().unix_timestamp();
@@ -348,10 +367,44 @@ impl Verifier {
         }
     }
 
+    /// The STS budget, spent just before an STS call (README "Rate limits"). A key id STS
+    /// recently called invalid is refused without asking again. A key id or address the policy
+    /// admitted recently spends the reserved share while the key id is within its own limit,
+    /// and else the open share; anyone else spends only the open share, and a key id over its
+    /// limit is refused. So junk from many addresses can exhaust the open share but not the
+    /// reserved one, and one key id cannot take all of either.
+    async fn spend_sts_budget(
+        &self,
+        checked: &SignedStsRequest,
+        client: Option<IpAddr>,
+    ) -> Result<(), Denial> {
+        let key = KeyIdDigest::of(checked.access_key_id());
+        if self.verdicts.refuses(key) {
+            if let Some(m) = &self.metrics {
+                m.rate_limited(REJECTED_KEY_ID_LABEL);
+            }
+            return Err(sts_failure_denial(&StsFailure::Rejected {
+                code: INVALID_CLIENT_TOKEN_ID.to_owned(),
+            }));
+        }
+        let key_hex = key.to_hex();
+        if self.verdicts.admitted_recently(key, client) {
+            if self.try_limit(LimitScope::KeyId, &key_hex).await.is_ok()
+                && self.try_limit(LimitScope::StsReserved, "sts").await.is_ok()
+            {
+                return Ok(());
+            }
+        } else {
+            self.limit(LimitScope::KeyId, &key_hex).await?;
+        }
+        self.limit(LimitScope::StsBudget, "sts").await
+    }
+
     async fn audience_identity(
         &self,
         checked: &SignedStsRequest,
         client_key: &str,
+        client: Option<IpAddr>,
     ) -> Result<Arc<CallerIdentity>, Denial> {
         let key = checked.cache_key();
         let outcome = match self.cache.get(&key).await {
@@ -371,7 +424,7 @@ impl Verifier {
                         .try_get_with(key, async {
                             ran.store(true, Ordering::Relaxed);
                             self.limit(LimitScope::Client, client_key).await?;
-                            self.fetch_outcome(checked).await
+                            self.fetch_outcome(checked, client).await
                         })
                         .await;
                     let ran = ran.load(Ordering::Relaxed);
@@ -403,7 +456,11 @@ impl Verifier {
     }
 
     /// A cache miss: shared second level, then the STS budget and STS itself.
-    async fn fetch_outcome(&self, checked: &SignedStsRequest) -> Result<CachedOutcome, Denial> {
+    async fn fetch_outcome(
+        &self,
+        checked: &SignedStsRequest,
+        client: Option<IpAddr>,
+    ) -> Result<CachedOutcome, Denial> {
         let shared_key = self
             .shared_cache
             .as_ref()
@@ -414,7 +471,9 @@ impl Verifier {
         {
             return Ok(outcome);
         }
-        let result = self.fetch_from_sts(checked, shared_key.as_deref()).await;
+        let result = self
+            .fetch_from_sts(checked, shared_key.as_deref(), client)
+            .await;
         if result.is_err()
             && let (Some(cache), Some(k)) = (&self.shared_cache, &shared_key)
         {
@@ -427,8 +486,9 @@ impl Verifier {
         &self,
         checked: &SignedStsRequest,
         shared_key: Option<&str>,
+        client: Option<IpAddr>,
     ) -> Result<CachedOutcome, Denial> {
-        self.limit(LimitScope::StsBudget, "sts").await?;
+        self.spend_sts_budget(checked, client).await?;
         let (outcome, shared) = match self.call_sts(checked).await {
             Ok(identity) => {
                 let shared = SharedOutcome::Identity(iam_join_core::StsAnswer {
@@ -504,12 +564,19 @@ impl Verifier {
                 if let Some(m) = &self.metrics {
                     m.sts_call(region, resp.status.to_string(), secs);
                 }
-                parse_sts_response(
+                let parsed = parse_sts_response(
                     resp.status,
                     resp.content_type.as_deref(),
                     &resp.body,
                     checked.host(),
-                )
+                );
+                if let Err(StsFailure::Rejected { code }) = &parsed
+                    && code == INVALID_CLIENT_TOKEN_ID
+                {
+                    self.verdicts
+                        .record_invalid_key_id(KeyIdDigest::of(checked.access_key_id()));
+                }
+                parsed
             }
         }
     }

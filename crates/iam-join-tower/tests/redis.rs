@@ -30,6 +30,7 @@ fn generous() -> RateLimits {
             burst: 10_000,
         }),
         per_account: None,
+        ..RateLimits::none()
     }
 }
 
@@ -137,6 +138,7 @@ async fn per_client_limit_holds_across_both_replicas_together() {
         per_client: Some(rate),
         sts_budget: None,
         per_account: None,
+        ..RateLimits::none()
     };
     let a = replica("A", redis_config(&redis.url(), "t3:"), limits, &sts.url()).await;
     let b = replica("B", redis_config(&redis.url(), "t3:"), limits, &sts.url()).await;
@@ -522,6 +524,7 @@ async fn shared_limiter_decides_like_the_in_memory_limiter() {
             per_second: 1,
             burst: 1,
         }),
+        ..RateLimits::none()
     };
     let backend =
         iam_join_tower::redis::RedisBackend::connect(redis_config(&redis.url(), "t9:"), limits)

@@ -36,7 +36,9 @@
 //!   negative_ttl: 10s                   # how long an STS rejection is remembered
 //! rate_limits:                          # absent: the default; null: disabled
 //!   per_client: {per_second: 20, burst: 40}
+//!   per_key_id: {per_second: 20, burst: 40}
 //!   sts_budget: {per_second: 200, burst: 400}
+//!   sts_reserved_percent: 50            # of sts_budget, for recently admitted clients
 //!   per_account: null
 //! trusted_proxies: [10.0.0.0/8]         # whose X-Forwarded-For is believed
 //! admin:
@@ -427,17 +429,34 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             raw.rate_limits.per_client,
             defaults.per_client,
         )?,
+        per_key_id: rate(
+            "rate_limits.per_key_id",
+            raw.rate_limits.per_key_id,
+            defaults.per_key_id,
+        )?,
         sts_budget: rate(
             "rate_limits.sts_budget",
             raw.rate_limits.sts_budget,
             defaults.sts_budget,
         )?,
+        sts_reserved_percent: raw
+            .rate_limits
+            .sts_reserved_percent
+            .unwrap_or(defaults.sts_reserved_percent),
         per_account: rate(
             "rate_limits.per_account",
             raw.rate_limits.per_account,
             defaults.per_account,
         )?,
     };
+    rate_limits.validate().map_err(|field| {
+        let why = if field == "sts_reserved_percent" {
+            "must be 1 to 90 (some of the budget stays open to clients not seen before)"
+        } else {
+            "must be at least 1 (write null to disable the limit)"
+        };
+        invalid(format!("rate_limits.{field}"), why)
+    })?;
 
     let trusted_proxies = raw
         .trusted_proxies
@@ -768,6 +787,37 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(err.field(), Some("rate_limits.sts_budget.per_second"));
+    }
+
+    #[test]
+    fn key_id_limit_and_reserved_share_are_read_and_checked() {
+        let c = load(&format!(
+            "{MINIMAL}rate_limits: {{per_key_id: null, sts_reserved_percent: 30}}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.rate_limits.per_key_id, None);
+        assert_eq!(c.rate_limits.sts_reserved_percent, 30);
+        assert_eq!(
+            load(MINIMAL).unwrap().rate_limits.per_key_id,
+            RateLimits::default().per_key_id
+        );
+        for (yaml, field) in [
+            (
+                "{sts_reserved_percent: 0}",
+                "rate_limits.sts_reserved_percent",
+            ),
+            (
+                "{sts_reserved_percent: 91}",
+                "rate_limits.sts_reserved_percent",
+            ),
+            (
+                "{per_key_id: {per_second: 0}}",
+                "rate_limits.per_key_id.per_second",
+            ),
+        ] {
+            let err = load(&format!("{MINIMAL}rate_limits: {yaml}\n")).unwrap_err();
+            assert_eq!(err.field(), Some(field), "{yaml}");
+        }
     }
 
     #[test]

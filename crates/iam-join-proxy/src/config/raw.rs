@@ -102,7 +102,11 @@ pub(crate) struct RawRateLimits {
     #[serde(default, deserialize_with = "present")]
     pub(crate) per_client: Option<Option<RawRate>>,
     #[serde(default, deserialize_with = "present")]
+    pub(crate) per_key_id: Option<Option<RawRate>>,
+    #[serde(default, deserialize_with = "present")]
     pub(crate) sts_budget: Option<Option<RawRate>>,
+    #[serde(default)]
+    pub(crate) sts_reserved_percent: Option<u8>,
     #[serde(default, deserialize_with = "present")]
     pub(crate) per_account: Option<Option<RawRate>>,
 }

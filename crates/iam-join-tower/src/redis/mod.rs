@@ -191,15 +191,10 @@ impl RedisBackend {
                 "command_timeout must be more than zero",
             ));
         }
-        for rate in [limits.per_client, limits.sts_budget, limits.per_account]
-            .into_iter()
-            .flatten()
-        {
-            if rate.quota().is_none() {
-                return Err(RedisSetupError::InvalidConfig(
-                    "every rate needs per_second and burst above zero",
-                ));
-            }
+        if limits.validate().is_err() {
+            return Err(RedisSetupError::InvalidConfig(
+                "every rate needs per_second and burst above zero, sts_reserved_percent 1 to 90",
+            ));
         }
         let client = ::redis::Client::open(config.url.as_str())
             .map_err(|e| RedisSetupError::InvalidUrl(e.to_string()))?;
