@@ -448,8 +448,8 @@ impl RedisSentinelSet {
             .unwrap_or_else(|| panic!("no primary address in {out:?}"))
     }
 
-    /// `SENTINEL FAILOVER`, then waits until the sentinel reports the replica as primary and
-    /// the replica says it is one.
+    /// `SENTINEL FAILOVER`, then waits until the sentinel reports the replica as primary, the
+    /// replica says it is one and the old primary says it is a replica.
     ///
     /// # Panics
     /// After 30 seconds without a completed failover.
@@ -464,9 +464,14 @@ impl RedisSentinelSet {
             assert!(Instant::now() < deadline, "SENTINEL FAILOVER refused: {out}");
             std::thread::sleep(Duration::from_millis(200));
         }
+        // Done when the sentinel names the replica, it is primary, and the old primary has
+        // been turned into its replica (until then both accept writes).
         loop {
             let role = self.replica.cli(&["ROLE"]);
-            if self.current_primary_port() == self.replica.port() && role.starts_with("master")
+            let old_role = self.primary.cli(&["ROLE"]);
+            if self.current_primary_port() == self.replica.port()
+                && role.starts_with("master")
+                && old_role.starts_with("slave")
             {
                 return;
             }
@@ -513,6 +518,14 @@ fn free_port() -> u16 {
 
 fn spawn_redis(port: u16, options: &RedisOptions, dir: &Path) -> Result<Child, String> {
     let mut cmd = Command::new("redis-server");
+    if !options.users.is_empty() {
+        // ACL rules are read from a file: on the command line a rule is one argument, which
+        // Redis would take for a user name with spaces.
+        let conf = dir.join(format!("users-{port}.conf"));
+        let lines: String = options.users.iter().map(|u| format!("user {u}\n")).collect();
+        std::fs::write(&conf, lines).map_err(|e| format!("write {}: {e}", conf.display()))?;
+        cmd.arg(conf);
+    }
     cmd.args(["--bind", "127.0.0.1"])
         .args(["--save", ""])
         .args(["--appendonly", "no"])
@@ -541,9 +554,6 @@ fn spawn_redis(port: u16, options: &RedisOptions, dir: &Path) -> Result<Child, S
                 cmd.args(["--tls-cluster", "yes", "--tls-replication", "yes"]);
             }
         }
-    }
-    for user in &options.users {
-        cmd.arg("--user").arg(user);
     }
     if let Some(pw) = &options.default_password {
         cmd.args(["--requirepass", pw]);

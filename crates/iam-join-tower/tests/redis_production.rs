@@ -204,7 +204,9 @@ async fn an_acl_user_with_the_minimal_rule_runs_every_backend_operation() {
         .await;
     assert_eq!(decision, iam_join_tower::ratelimit::RateDecision::Allow);
     let keys = server.cli(&["--scan", "--pattern", "acl:*"]);
-    for kind in ["acl:challenge:{", "acl:sts:{", "acl:rl:client:{"] {
+    // (Limit states of these generous rates expire at once: the decision above is the proof
+    // that the GCRA script ran, a denied script would fail open as `Unavailable`.)
+    for kind in ["acl:challenge:{", "acl:sts:{"] {
         assert!(keys.contains(kind), "no {kind} key in {keys}");
     }
     // Nothing the backend relies on was denied. (redis-rs announces itself with
@@ -230,7 +232,7 @@ async fn a_wrong_password_is_refused_without_printing_it() {
     config.password = Some(RedisSecret::new("Wr0ng-Secret-Value"));
     let printed = format!("{config:?}");
     let why = refusal(config.clone()).await;
-    assert!(why.contains("WRONGPASS") || why.contains("password"), "{why}");
+    assert!(why.to_lowercase().contains("authentication"), "{why}");
     for text in [&why, &printed] {
         assert!(!text.contains("Wr0ng-Secret-Value"), "{text}");
     }
@@ -362,7 +364,8 @@ async fn sentinel_failover_is_followed_without_a_restart() {
     until_challenges_work(&a, &b, Duration::from_secs(60), "after the failover").await;
     until_challenges_work(&b, &a, Duration::from_secs(60), "after the failover").await;
     challenge_is_shared(&a, &b, 81).await;
-    // The redemptions are written to the new primary.
+    // Every redemption is on the new primary: the one from before (replicated) and the three
+    // or more since (none lost to the old primary).
     let keys = set.replica.cli(&["--scan", "--pattern", "sn:challenge:*"]);
-    assert!(keys.lines().count() >= 3, "{keys}");
+    assert!(keys.lines().count() >= 4, "{keys}");
 }

@@ -34,7 +34,7 @@ pub(super) enum LinkError {
     Redis(RedisError),
     /// Not sent: Redis was unreachable moments ago (for this reason) and another command is
     /// probing it.
-    Unreachable(Arc<str>),
+    Unreachable(Arc<String>),
 }
 
 impl fmt::Display for LinkError {
@@ -78,7 +78,7 @@ pub(super) struct RedisLink {
     down: AtomicBool,
     probe_at_ms: AtomicU64,
     /// Why the link went down, repeated by the commands not sent meanwhile.
-    last_failure: ArcSwapOption<str>,
+    last_failure: ArcSwapOption<String>,
 }
 
 impl fmt::Debug for RedisLink {
@@ -146,7 +146,7 @@ impl RedisLink {
             let why = self
                 .last_failure
                 .load_full()
-                .unwrap_or_else(|| Arc::from("no answer"));
+                .unwrap_or_else(|| Arc::new("no answer".to_owned()));
             return Err(LinkError::Unreachable(why));
         }
         let attempt = async {
@@ -161,7 +161,7 @@ impl RedisLink {
         if let Err(e) = &result
             && !matches!(e, LinkError::Unreachable(_))
         {
-            self.last_failure.store(Some(Arc::from(e.to_string())));
+            self.last_failure.store(Some(Arc::new(e.to_string())));
         }
         match &result {
             Ok(_) => self.succeeded(),
@@ -198,6 +198,30 @@ impl RedisLink {
         let conn = self.connector.connect().await?;
         self.conn.store(Some(Arc::new(conn.clone())));
         Ok(conn)
+    }
+
+    /// For a Sentinel-managed primary: every `interval`, asks the sentinels where the primary
+    /// is and drops the connection if it moved. Ends when the link is dropped.
+    pub(super) fn watch_failovers(self: &Arc<Self>, interval: Duration) {
+        if !self.connector.reconnects_by_hand() {
+            return;
+        }
+        let link = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(link) = link.upgrade() else { break };
+                let limit = link.command_timeout.max(Duration::from_millis(500));
+                if let Ok(true) = tokio::time::timeout(limit, link.connector.primary_moved()).await {
+                    tracing::info!(
+                        target: "iam_join::redis",
+                        url = %link.display_url,
+                        "the sentinels name a new primary; reconnecting"
+                    );
+                    link.forget_connection();
+                }
+            }
+        });
     }
 
     /// Drops the connection of a kind that does not reconnect by itself, so the next command

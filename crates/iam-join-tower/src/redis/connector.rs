@@ -29,6 +29,8 @@ pub(super) enum Connector {
     Sentinel {
         client: tokio::sync::Mutex<SentinelClient>,
         config: AsyncConnectionConfig,
+        /// Where the current connection goes, to notice a failover.
+        connected_to: std::sync::Mutex<Option<ConnectionAddr>>,
     },
 }
 
@@ -190,6 +192,7 @@ impl Connector {
                 Ok(Self::Sentinel {
                     client: tokio::sync::Mutex::new(client),
                     config,
+                    connected_to: std::sync::Mutex::new(None),
                 })
             }
         }
@@ -214,12 +217,43 @@ impl Connector {
                 ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?,
             )),
             Self::Cluster(client) => Ok(Conn::Cluster(client.get_async_connection().await?)),
-            Self::Sentinel { client, config } => {
-                let mut client = client.lock().await;
-                Ok(Conn::Sentinel(
-                    client.get_async_connection_with_config(config).await?,
-                ))
+            Self::Sentinel {
+                client,
+                config,
+                connected_to,
+            } => {
+                let primary = client.lock().await.async_get_client().await?;
+                let conn = primary
+                    .get_multiplexed_async_connection_with_config(config)
+                    .await?;
+                if let Ok(mut to) = connected_to.lock() {
+                    *to = Some(primary.get_connection_info().addr().clone());
+                }
+                Ok(Conn::Sentinel(conn))
             }
+        }
+    }
+
+    /// Whether the sentinels now name another primary than the one connected to (a failover
+    /// happened). Between a failover and the old primary's demotion both accept writes; a
+    /// redemption written to the old one would be lost, so the link asks regularly instead of
+    /// waiting for a `READONLY`.
+    pub(super) async fn primary_moved(&self) -> bool {
+        let Self::Sentinel {
+            client,
+            connected_to,
+            ..
+        } = self
+        else {
+            return false;
+        };
+        let Some(current) = connected_to.lock().ok().and_then(|to| to.clone()) else {
+            return false;
+        };
+        match client.lock().await.async_get_client().await {
+            Ok(primary) => *primary.get_connection_info().addr() != current,
+            // The sentinels are unreachable: keep the connection we have.
+            Err(_) => false,
         }
     }
 

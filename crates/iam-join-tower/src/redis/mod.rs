@@ -99,6 +99,9 @@ use self::replay::RedisReplayStore;
 /// The default [`RedisConfig::key_prefix`].
 pub const DEFAULT_KEY_PREFIX: &str = "iam-join:";
 
+/// How often a Sentinel-managed primary's address is checked with the sentinels.
+const SENTINEL_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The default [`RedisBackend::with_fill_wait`]: the layer's default total STS timeout.
 pub const DEFAULT_FILL_WAIT: Duration = Duration::from_secs(5);
 
@@ -366,6 +369,7 @@ impl RedisBackend {
         )
         .map_err(|e| RedisSetupError::InvalidUrl(e.to_string()))?;
         let link = Arc::new(link);
+        link.watch_failovers(SENTINEL_CHECK_INTERVAL);
         // Connect in the background so the first request does not pay for it, and say at start
         // whether Redis is there.
         let warm = Arc::clone(&link);

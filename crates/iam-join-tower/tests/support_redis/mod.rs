@@ -1,6 +1,6 @@
 //! Test support for the Redis backend: a real `redis-server` on a free loopback port, proofs
 //! signed with aws-sigv4 for the STS emulator, and "replicas" (layers) to drive with `oneshot`.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
