@@ -13,14 +13,15 @@
 
 mod redis_support;
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode};
-use iam_join_client::{Binding, ProofBuilder, SigningForm, VerifierClient, sts_endpoint};
-use iam_join_e2e::{AUDIENCE, JOIN_PATH, REGION, bearer, request};
-use redis_support::{RedisServer, Replica, Replicas};
-use serde_json::Value;
+use http::StatusCode;
+use iam_join_e2e::{JOIN_PATH, request};
+use redis_support::{
+    RedisServer, Replicas, alice, assert_forwarded_by, audience_proof, challenge_proof, get_app,
+    join, node_role,
+};
 
 /// Per-client limits high enough never to interfere.
 const GENEROUS: &str = "{per_client: {per_second: 10000, burst: 10000}, \
@@ -29,96 +30,6 @@ const GENEROUS: &str = "{per_client: {per_second: 10000, burst: 10000}, \
 /// Bounded polling after Redis restarts: attempts and the pause between them.
 const RECOVERY_ATTEMPTS: u32 = 300;
 const RECOVERY_PAUSE: Duration = Duration::from_millis(100);
-
-/// Emulator identity 0: IAM user alice in 111111111111, allowed by the seed token.
-fn alice() -> aws_credential_types::Credentials {
-    sts_emulator::default_identities()[0].credentials()
-}
-
-/// Emulator identity 1: `teleport-node-role` in 333333333333, allowed by the seed token.
-fn node_role() -> aws_credential_types::Credentials {
-    sts_emulator::default_identities()[1].credentials()
-}
-
-/// A signed POST proof bound by `binding`, signed `age_secs` seconds ago (distinct ages give
-/// distinct proofs, so each is a cache miss).
-fn signed_proof(
-    creds: &aws_credential_types::Credentials,
-    binding: Binding,
-    age_secs: u64,
-) -> String {
-    ProofBuilder::new(sts_endpoint(REGION, false).expect("region"), binding)
-        .form(SigningForm::Post)
-        .time(SystemTime::now() - Duration::from_secs(age_secs))
-        .build(creds)
-        .expect("proof")
-}
-
-fn audience_proof(creds: &aws_credential_types::Credentials, age_secs: u64) -> String {
-    signed_proof(creds, Binding::Audience(AUDIENCE.to_owned()), age_secs)
-}
-
-/// `POST /v1/iam-join/challenge` at `issuer`, then a proof bound to that challenge.
-async fn challenge_proof(issuer: &Replica, creds: &aws_credential_types::Credentials) -> String {
-    let challenge = VerifierClient::new(&issuer.url(""))
-        .expect("client")
-        .fetch_challenge()
-        .await
-        .unwrap_or_else(|e| panic!("{}: challenge endpoint: {e}", issuer.name));
-    assert_eq!(challenge.header, "x-teleport-challenge");
-    signed_proof(creds, challenge.binding().expect("binding"), 0)
-}
-
-/// What a proxy answered.
-#[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
-}
-
-impl Answer {
-    fn code(&self) -> Option<&str> {
-        self.body["error"]["code"].as_str()
-    }
-}
-
-async fn send(replica: &Replica, method: &str, path: &str, proof: &str) -> Answer {
-    let (k, v) = bearer(proof);
-    let (status, headers, body) =
-        request(method, &replica.url(path), &[(k, &v)], Bytes::new()).await;
-    Answer {
-        status,
-        headers,
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-    }
-}
-
-/// A challenge join: `POST` the join path with `proof`.
-async fn join(replica: &Replica, proof: &str) -> Answer {
-    send(replica, "POST", JOIN_PATH, proof).await
-}
-
-/// An ordinary request with an audience-bound proof.
-async fn get_app(replica: &Replica, proof: &str) -> Answer {
-    send(replica, "GET", "/app", proof).await
-}
-
-/// The upstream answered (not the layer): its echo, forwarded by `replica`.
-fn assert_forwarded_by(answer: &Answer, replica: &Replica) {
-    assert_eq!(
-        answer.status,
-        StatusCode::OK,
-        "{}: {answer:?}",
-        replica.name
-    );
-    assert_eq!(
-        answer.body["headers"]["x-forwarded-host"][0].as_str(),
-        Some(replica.addr.to_string().as_str()),
-        "{}: not the upstream's echo via this proxy: {answer:?}",
-        replica.name
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn challenge_issued_by_a_is_redeemed_once_at_b_and_its_replay_fails_at_both() {

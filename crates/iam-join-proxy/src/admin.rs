@@ -1,7 +1,9 @@
 //! The admin listener: `/metrics` (Prometheus text), `/healthz` (alive) and `/readyz` (ready for
 //! traffic: the token policy is loaded and the proxy is not shutting down). STS reachability is
 //! not part of readiness: a proxy whose STS is down still answers cached proofs and clear
-//! `sts_unavailable` errors, which is better than being taken out of rotation.
+//! `sts_unavailable` errors, which is better than being taken out of rotation. For the same
+//! reason a shared Redis that is down is reported in the `/readyz` body but keeps the answer
+//! 200: audience-bound proofs still work (challenge joins fail closed until it is back).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +21,8 @@ pub struct AdminState {
     pub(crate) metrics: Metrics,
     pub(crate) policy: PolicyHandle,
     pub(crate) draining: Arc<AtomicBool>,
+    /// Whether the shared Redis answered its last probe; `None` without Redis.
+    pub(crate) redis_reachable: Option<Arc<AtomicBool>>,
 }
 
 impl AdminState {
@@ -42,9 +46,14 @@ impl AdminState {
                     return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
                 }
                 let tokens = self.policy.load().len();
+                let redis = match &self.redis_reachable {
+                    None => "",
+                    Some(up) if up.load(Ordering::Relaxed) => "; redis reachable",
+                    Some(_) => "; redis unreachable (challenge joins fail closed)",
+                };
                 text(
                     StatusCode::OK,
-                    format!("ok: {tokens} iam join token(s) loaded\n"),
+                    format!("ok: {tokens} iam join token(s) loaded{redis}\n"),
                 )
             }
             _ => text(

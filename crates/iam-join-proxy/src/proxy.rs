@@ -57,6 +57,8 @@ pub struct Proxy {
     tokens_path: Option<PathBuf>,
     _watcher: Option<PolicyWatcher>,
     drain_timeout: Duration,
+    /// Whether the shared Redis answered its last probe (for `/readyz`); `None` without Redis.
+    redis_reachable: Option<Arc<AtomicBool>>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -194,7 +196,8 @@ pub fn build_error(e: &BuildError) -> ProxyError {
 }
 
 /// Everything `check-config` verifies without binding or connecting: the token policy, the
-/// challenge key, the TLS files, the upstream CA file, and the layer settings. Returns the
+/// challenge key, the TLS files, the upstream CA file, the Redis settings and the files they
+/// name (password, CA, client certificate), and the layer settings. Returns the
 /// loaded policy.
 ///
 /// # Errors
@@ -206,6 +209,10 @@ pub fn check_config(config: &Config) -> Result<TokenPolicy, ProxyError> {
         tls::server_config(&t.cert, &t.key)?;
     }
     tls::upstream_client_config(config.upstream.ca_file.as_deref())?;
+    #[cfg(feature = "redis")]
+    if let Some(r) = &config.redis {
+        crate::config::redis::backend_config(r)?;
+    }
     layer_builder(config, policy.clone())?
         .build()
         .map_err(|e| build_error(&e))?;
@@ -223,7 +230,7 @@ impl Proxy {
         let policy = load_policy(&config.tokens)?;
         let tokens = policy.len();
         let metrics = Metrics::new()?;
-        let layer = Self::build_layer(&config, policy, metrics.meter()).await?;
+        let (layer, redis_reachable) = Self::build_layer(&config, policy, metrics.meter()).await?;
         let tls = match &config.tls {
             Some(t) => Some(TlsAcceptor::from(Arc::new(tls::server_config(
                 &t.cert, &t.key,
@@ -284,26 +291,25 @@ impl Proxy {
             tokens_path,
             _watcher: watcher,
             drain_timeout: config.drain_timeout,
+            redis_reachable,
         })
     }
 
+    /// The layer, and with Redis the flag its reachability probe keeps.
     async fn build_layer(
         config: &Config,
         policy: TokenPolicy,
         meter: Meter,
-    ) -> Result<IamJoinLayer, ProxyError> {
+    ) -> Result<(IamJoinLayer, Option<Arc<AtomicBool>>), ProxyError> {
         #[allow(unused_mut)]
         let mut builder = layer_builder(config, policy)?.meter(meter);
+        #[allow(unused_mut)]
+        let mut redis_reachable = None;
         #[cfg(feature = "redis")]
         if let Some(r) = &config.redis {
-            use iam_join_tower::redis::{RedisBackend, RedisConfig};
+            use iam_join_tower::redis::RedisBackend;
             let backend = RedisBackend::connect(
-                RedisConfig {
-                    url: r.url.clone(),
-                    key_prefix: r.key_prefix.clone(),
-                    connect_timeout: r.connect_timeout,
-                    command_timeout: r.command_timeout,
-                },
+                crate::config::redis::backend_config(r)?,
                 config.rate_limits,
             )
             .await
@@ -314,9 +320,11 @@ impl Proxy {
                 .replay_store(backend.replay_store())
                 .rate_limiter(backend.rate_limiter())
                 .shared_cache(backend.shared_cache());
+            redis_reachable = Some(probe_redis(backend));
             tracing::info!("replay store, rate limits and cache shared through redis");
         }
-        builder.build().map_err(|e| build_error(&e))
+        let layer = builder.build().map_err(|e| build_error(&e))?;
+        Ok((layer, redis_reachable))
     }
 
     /// The proxy listener's address (with the real port when `listen` used port 0).
@@ -360,6 +368,7 @@ impl Proxy {
             tokens_path: _,
             _watcher,
             drain_timeout,
+            redis_reachable,
         } = self;
 
         let (admin_stop, admin_stop_rx) = tokio::sync::watch::channel(false);
@@ -368,6 +377,7 @@ impl Proxy {
                 metrics,
                 policy: layer.policy().clone(),
                 draining: Arc::clone(&draining),
+                redis_reachable,
             };
             tokio::spawn(serve_admin(l, state, admin_stop_rx))
         });
@@ -492,6 +502,29 @@ fn connection_service(
             Ok(resp)
         }
     })
+}
+
+/// How often the Redis reachability shown by `/readyz` is refreshed.
+#[cfg(feature = "redis")]
+const REDIS_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Pings Redis every [`REDIS_PROBE_INTERVAL`] (each ping bounded by the command timeout) and
+/// keeps the answer in the returned flag, for `/readyz`. The probe stops when the flag is
+/// dropped (the proxy is gone).
+#[cfg(feature = "redis")]
+fn probe_redis(backend: iam_join_tower::redis::RedisBackend) -> Arc<AtomicBool> {
+    let reachable = Arc::new(AtomicBool::new(false));
+    let flag = Arc::downgrade(&reachable);
+    tokio::spawn(async move {
+        loop {
+            let up = backend.is_reachable().await;
+            let Some(flag) = flag.upgrade() else { break };
+            flag.store(up, std::sync::atomic::Ordering::Relaxed);
+            drop(flag);
+            tokio::time::sleep(REDIS_PROBE_INTERVAL).await;
+        }
+    });
+    reachable
 }
 
 async fn serve_admin(

@@ -48,14 +48,14 @@
 //!   level: info                         # a tracing filter, e.g. "info,iam_join_tower=debug"
 //! challenge_key_file: /etc/iam-join-proxy/challenge.key  # >= 32 bytes; shared by replicas
 //! drain_timeout: 30s                    # how long in-flight requests may finish on shutdown
-//! redis:                                # only with the `redis` cargo feature
-//!   url: redis://redis:6379             # or unix:///run/redis.sock (no rediss:// yet)
-//!   key_prefix: "iam-join:"             # the same on every replica of one deployment
-//!   connect_timeout: 1s
-//!   command_timeout: 250ms              # what a request pays at most when Redis is gone
+//! redis:                                # only with the `redis` cargo feature; see [`redis`]
+//!   url: rediss://redis:6379            # or cluster: [...], or sentinel: {master_name, urls}
+//!   username: iam-join                  # ACL user; password_file or password_env, never here
+//!   password_file: /run/secrets/redis-password
 //! ```
 
 mod raw;
+pub mod redis;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -69,6 +69,7 @@ use iam_join_tower::{Rate, RateLimits};
 use ipnet::IpNet;
 
 use self::raw::{RawConfig, RawDuration, RawRate};
+pub use self::redis::{PasswordSource, RedisSettings, RedisTopology};
 
 /// Why a configuration is unusable. Each message names the field.
 #[derive(Debug, thiserror::Error)]
@@ -277,21 +278,6 @@ impl Default for LogConfig {
             level: "info".to_owned(),
         }
     }
-}
-
-/// Redis settings (feature `redis`).
-#[cfg(feature = "redis")]
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct RedisSettings {
-    /// `redis://[user:password@]host[:port][/db]` or `unix:///path/to/redis.sock`.
-    pub url: String,
-    /// Prefix of every key.
-    pub key_prefix: String,
-    /// Connect timeout.
-    pub connect_timeout: Duration,
-    /// Timeout of one command.
-    pub command_timeout: Duration,
 }
 
 /// Default upstream timeout (until response headers).
@@ -507,35 +493,13 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let redis = match raw.redis {
         None => None,
         Some(r) => {
-            if r.url.starts_with("rediss://") {
-                return Err(invalid(
-                    "redis.url",
-                    "rediss:// (TLS) is not supported by this build; use redis:// on a private network, or a unix:// socket",
-                ));
-            }
-            if !(r.url.starts_with("redis://") || r.url.starts_with("unix://")) {
-                return Err(invalid("redis.url", "must start with redis:// or unix://"));
-            }
             if challenge_key_file.is_none() {
                 return Err(invalid(
                     "challenge_key_file",
                     "is required with redis: every replica must sign challenges with the same key",
                 ));
             }
-            Some(RedisSettings {
-                url: r.url,
-                key_prefix: r
-                    .key_prefix
-                    .unwrap_or_else(|| iam_join_tower::redis::DEFAULT_KEY_PREFIX.to_owned()),
-                connect_timeout: positive(
-                    "redis.connect_timeout",
-                    duration(r.connect_timeout, Duration::from_secs(1)),
-                )?,
-                command_timeout: positive(
-                    "redis.command_timeout",
-                    duration(r.command_timeout, Duration::from_millis(250)),
-                )?,
-            })
+            Some(self::redis::validate(r, base)?)
         }
     };
     #[cfg(not(feature = "redis"))]
@@ -890,11 +854,11 @@ mod tests {
 
     #[cfg(feature = "redis")]
     #[test]
-    fn redis_needs_a_shared_challenge_key_and_a_plain_url() {
+    fn redis_needs_a_shared_challenge_key_and_a_checked_url() {
         let err = load(&format!("{MINIMAL}redis: {{url: redis://r:6379}}\n")).unwrap_err();
         assert_eq!(err.field(), Some("challenge_key_file"));
         let with_key = format!("{MINIMAL}challenge_key_file: key\n");
-        let err = load(&format!("{with_key}redis: {{url: rediss://r:6379}}\n")).unwrap_err();
+        let err = load(&format!("{with_key}redis: {{url: 'rediss://r:6379/#insecure'}}\n")).unwrap_err();
         assert_eq!(err.field(), Some("redis.url"));
         let c = load(&format!(
             "{with_key}redis: {{url: redis://r:6379, command_timeout: 100ms}}\n"

@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
+pub(crate) use super::redis::RawRedis;
+
 /// The whole file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -148,19 +150,6 @@ pub(crate) struct RawLog {
 pub(crate) enum RawLogFormat {
     Json,
     Human,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[cfg_attr(not(feature = "redis"), allow(dead_code))] // read only to check its shape
-pub(crate) struct RawRedis {
-    pub(crate) url: String,
-    #[serde(default)]
-    pub(crate) key_prefix: Option<String>,
-    #[serde(default)]
-    pub(crate) connect_timeout: Option<RawDuration>,
-    #[serde(default)]
-    pub(crate) command_timeout: Option<RawDuration>,
 }
 
 /// A duration written as whole seconds (`30`) or with a unit: `250ms`, `10s`, `5m`, `1h`.

@@ -3,7 +3,7 @@
 //!
 //! The layer's local cache already coalesces concurrent misses inside a replica into one
 //! [`SharedCache::get`]. Across replicas, `get` runs one script: the answer if Redis has it;
-//! else, if no other replica holds the fill lock `{prefix}sts-lock:{key}`, take it and report a
+//! else, if no other replica holds the fill lock `{prefix}sts-lock:{{key}}`, take it and report a
 //! miss (this replica calls STS and [`SharedCache::put`]s the answer, which releases the lock);
 //! else poll until the answer appears, the lock is released or expires (then take it), or the
 //! fill wait is over (then report a miss). A lock held by this same instance means its own
@@ -18,7 +18,7 @@ use iam_join_core::StsAnswer;
 use serde::{Deserialize, Serialize};
 
 use super::connection::{LinkError, RedisLink, ThrottledWarning};
-use super::px_millis;
+use super::{px_millis, tagged_key};
 use crate::cache::{SharedCache, SharedOutcome};
 use crate::sts::BoxFuture;
 
@@ -127,10 +127,11 @@ impl RedisSharedCache {
     }
 
     fn keys(&self, key: &str) -> (String, String) {
+        // One hash tag: the lookup script and the store pipeline touch both in one slot.
         let prefix = self.link.prefix();
         (
-            format!("{prefix}sts:{key}"),
-            format!("{prefix}sts-lock:{key}"),
+            tagged_key(prefix, "sts", key),
+            tagged_key(prefix, "sts-lock", key),
         )
     }
 

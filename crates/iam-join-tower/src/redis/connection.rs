@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, RedisError, RedisResult};
-use arc_swap::ArcSwap;
+use ::redis::{RedisError, RedisResult};
+use arc_swap::ArcSwapOption;
+
+use super::connector::{Conn, Connector};
 
 /// Consecutive timeouts after which the connection is replaced.
 const REPLACE_AFTER_TIMEOUTS: u32 = 3;
@@ -31,8 +32,9 @@ pub(super) enum LinkError {
     Timeout(Duration),
     /// Redis or the connection reported an error.
     Redis(RedisError),
-    /// Not sent: Redis was unreachable moments ago and another command is probing it.
-    Unreachable,
+    /// Not sent: Redis was unreachable moments ago (for this reason) and another command is
+    /// probing it.
+    Unreachable(Arc<String>),
 }
 
 impl fmt::Display for LinkError {
@@ -40,26 +42,33 @@ impl fmt::Display for LinkError {
         match self {
             Self::Timeout(d) => write!(f, "no answer within {} ms", d.as_millis()),
             Self::Redis(e) => write!(f, "{e}"),
-            Self::Unreachable => f.write_str("unreachable moments ago; waiting for the next probe"),
+            Self::Unreachable(why) => write!(
+                f,
+                "unreachable moments ago ({why}); waiting for the next probe"
+            ),
         }
     }
 }
 
-/// A Redis connection manager behind bounded commands.
+/// A Redis connection (one primary, a cluster, or a Sentinel-managed primary) behind bounded
+/// commands.
 ///
-/// The manager reconnects by itself when the connection drops or a connection attempt fails. A
+/// A primary's connection manager and a cluster connection reconnect by themselves when a
+/// connection drops; a Sentinel-managed primary's connection is dropped after a connection-level
+/// failure or a `READONLY` answer (the primary moved) and made anew, asking the sentinels. A
 /// connection that silently stops answering (a network partition without resets) is not seen as
-/// dropped, so after [`REPLACE_AFTER_TIMEOUTS`] timeouts in a row it is replaced with a fresh,
-/// lazily connecting manager.
+/// dropped, so after [`REPLACE_AFTER_TIMEOUTS`] timeouts in a row it is replaced.
 ///
 /// After a connection-level failure (I/O error or timeout) the link is *down*: commands fail at
 /// once with [`LinkError::Unreachable`], except one probe per [`PROBE_INTERVAL_MS`], whose
 /// success brings the link back up. So a request that needs several commands does not pay the
 /// command timeout several times over while Redis is away.
 pub(super) struct RedisLink {
-    client: Client,
-    config: ConnectionManagerConfig,
-    manager: ArcSwap<ConnectionManager>,
+    connector: Connector,
+    /// The current connection; `None` until the first connect and after a drop.
+    conn: ArcSwapOption<Conn>,
+    /// Held while connecting, so concurrent commands share one connect.
+    connecting: tokio::sync::Mutex<()>,
     prefix: String,
     command_timeout: Duration,
     display_url: String,
@@ -68,6 +77,8 @@ pub(super) struct RedisLink {
     replaced_at_ms: AtomicU64,
     down: AtomicBool,
     probe_at_ms: AtomicU64,
+    /// Why the link went down, repeated by the commands not sent meanwhile.
+    last_failure: ArcSwapOption<String>,
 }
 
 impl fmt::Debug for RedisLink {
@@ -84,17 +95,16 @@ impl fmt::Debug for RedisLink {
 impl RedisLink {
     /// A link that connects on first use. `display_url` has any password redacted.
     pub(super) fn new(
-        client: Client,
-        config: ConnectionManagerConfig,
+        connector: Connector,
         prefix: String,
         command_timeout: Duration,
         display_url: String,
     ) -> RedisResult<Self> {
-        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?;
+        let conn = connector.lazy()?.map(Arc::new);
         Ok(Self {
-            client,
-            config,
-            manager: ArcSwap::from_pointee(manager),
+            connector,
+            conn: ArcSwapOption::new(conn),
+            connecting: tokio::sync::Mutex::new(()),
             prefix,
             command_timeout,
             display_url,
@@ -103,6 +113,7 @@ impl RedisLink {
             replaced_at_ms: AtomicU64::new(NEVER),
             down: AtomicBool::new(false),
             probe_at_ms: AtomicU64::new(0),
+            last_failure: ArcSwapOption::empty(),
         })
     }
 
@@ -119,7 +130,7 @@ impl RedisLink {
     /// Runs `command` on the current connection, bounded by the command timeout.
     pub(super) async fn run<T, F, Fut>(&self, command: F) -> Result<T, LinkError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         self.run_within(self.command_timeout, command).await
@@ -128,29 +139,97 @@ impl RedisLink {
     /// Runs `command` bounded by `limit`.
     async fn run_within<T, F, Fut>(&self, limit: Duration, command: F) -> Result<T, LinkError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         if !self.may_send() {
-            return Err(LinkError::Unreachable);
+            let why = self
+                .last_failure
+                .load_full()
+                .unwrap_or_else(|| Arc::new("no answer".to_owned()));
+            return Err(LinkError::Unreachable(why));
         }
-        let manager = ConnectionManager::clone(&self.manager.load());
-        let result = match tokio::time::timeout(limit, command(manager)).await {
+        let attempt = async {
+            let conn = self.connection().await?;
+            command(conn).await
+        };
+        let result = match tokio::time::timeout(limit, attempt).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(LinkError::Redis(e)),
             Err(_) => Err(LinkError::Timeout(limit)),
         };
+        if let Err(e) = &result
+            && !matches!(e, LinkError::Unreachable(_))
+        {
+            self.last_failure.store(Some(Arc::new(e.to_string())));
+        }
         match &result {
             Ok(_) => self.succeeded(),
             Err(LinkError::Timeout(_)) => self.timed_out(),
             Err(LinkError::Redis(e)) if e.is_timeout() => self.timed_out(),
-            Err(LinkError::Redis(e)) if e.is_io_error() || e.is_connection_dropped() => {
+            Err(LinkError::Redis(e))
+                if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() =>
+            {
                 self.unreachable()
             }
+            // A write refused by a demoted primary: a Sentinel failover; ask again where the
+            // primary is.
+            Err(LinkError::Redis(e))
+                if e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::ReadOnly) =>
+            {
+                self.forget_connection()
+            }
             // A server error (NOSCRIPT, OOM, …) is an answer: Redis is there.
-            Err(LinkError::Redis(_) | LinkError::Unreachable) => {}
+            Err(LinkError::Redis(_) | LinkError::Unreachable(_)) => {}
         }
         result
+    }
+
+    /// The current connection, connecting first when there is none.
+    async fn connection(&self) -> RedisResult<Conn> {
+        if let Some(conn) = self.conn.load_full() {
+            return Ok(Conn::clone(&conn));
+        }
+        let _connecting = self.connecting.lock().await;
+        // Another command may have connected while this one waited.
+        if let Some(conn) = self.conn.load_full() {
+            return Ok(Conn::clone(&conn));
+        }
+        let conn = self.connector.connect().await?;
+        self.conn.store(Some(Arc::new(conn.clone())));
+        Ok(conn)
+    }
+
+    /// For a Sentinel-managed primary: every `interval`, asks the sentinels where the primary
+    /// is and drops the connection if it moved. Ends when the link is dropped.
+    pub(super) fn watch_failovers(self: &Arc<Self>, interval: Duration) {
+        if !self.connector.reconnects_by_hand() {
+            return;
+        }
+        let link = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(link) = link.upgrade() else { break };
+                let limit = link.command_timeout.max(Duration::from_millis(500));
+                if let Ok(true) = tokio::time::timeout(limit, link.connector.primary_moved()).await {
+                    tracing::info!(
+                        target: "iam_join::redis",
+                        url = %link.display_url,
+                        "the sentinels name a new primary; reconnecting"
+                    );
+                    link.forget_connection();
+                }
+            }
+        });
+    }
+
+    /// Drops the connection of a kind that does not reconnect by itself, so the next command
+    /// connects anew.
+    fn forget_connection(&self) {
+        if self.connector.reconnects_by_hand() {
+            self.conn.store(None);
+        }
     }
 
     /// Whether a command may go to Redis now: always while up; while down, one probe per
@@ -212,6 +291,7 @@ impl RedisLink {
 
     fn unreachable(&self) {
         self.timeouts_in_a_row.store(0, Ordering::Relaxed);
+        self.forget_connection();
         self.mark_down();
     }
 
@@ -242,9 +322,9 @@ impl RedisLink {
         {
             return;
         }
-        match ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone()) {
+        match self.connector.lazy() {
             Ok(fresh) => {
-                self.manager.store(Arc::new(fresh));
+                self.conn.store(fresh.map(Arc::new));
                 self.timeouts_in_a_row.store(0, Ordering::Relaxed);
                 tracing::debug!(
                     target: "iam_join::redis",

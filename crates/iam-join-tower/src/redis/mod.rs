@@ -4,18 +4,26 @@
 //!
 //! | Builder call | What replicas share | Redis keys |
 //! |---|---|---|
-//! | [`replay_store`](crate::IamJoinLayerBuilder::replay_store)`(backend.`[`replay_store()`](RedisBackend::replay_store)`)` | challenge redemptions: one atomic `SET … NX PX` | `{prefix}challenge:{id}` |
-//! | [`rate_limiter`](crate::IamJoinLayerBuilder::rate_limiter)`(backend.`[`rate_limiter()`](RedisBackend::rate_limiter)`)` | GCRA limits, one Lua script per check, on Redis's clock | `{prefix}rl:{scope}:{key}` |
-//! | [`shared_cache`](crate::IamJoinLayerBuilder::shared_cache)`(backend.`[`shared_cache()`](RedisBackend::shared_cache)`)` | STS answers (identity or rejection code, never a proof) | `{prefix}sts:{sha256}`, `{prefix}sts-lock:{sha256}` |
+//! | [`replay_store`](crate::IamJoinLayerBuilder::replay_store)`(backend.`[`replay_store()`](RedisBackend::replay_store)`)` | challenge redemptions: one atomic `SET … NX PX` | `{prefix}challenge:{{id}}` |
+//! | [`rate_limiter`](crate::IamJoinLayerBuilder::rate_limiter)`(backend.`[`rate_limiter()`](RedisBackend::rate_limiter)`)` | GCRA limits, one Lua script per check, on Redis's clock | `{prefix}rl:{scope}:{{key}}` |
+//! | [`shared_cache`](crate::IamJoinLayerBuilder::shared_cache)`(backend.`[`shared_cache()`](RedisBackend::shared_cache)`)` | STS answers (identity or rejection code, never a proof) | `{prefix}sts:{{sha256}}`, `{prefix}sts-lock:{{sha256}}` |
 //!
 //! Every key expires: a redemption with its challenge, a limit state once it has fully
 //! replenished, a cached answer with its proof (or the negative TTL), a fill lock after the
 //! fill wait ([`RedisBackend::with_fill_wait`]).
 //!
-//! One Redis primary (standalone, or behind a failover endpoint such as a Sentinel-managed or
-//! ElastiCache primary address); Redis Cluster is not supported (the cache script touches two
-//! keys). Redis ≥ 5 (scripts that read `TIME`; older versions are handled with
-//! `redis.replicate_commands()`).
+//! # Servers
+//!
+//! One primary, Redis Cluster, or a Sentinel-managed primary ([`RedisServers`]); `rediss://`
+//! for TLS (system roots or a given CA, optional client certificate, server name always
+//! checked, [`RedisTls`]); an ACL user and password ([`RedisConfig::username`],
+//! [`RedisConfig::password`]). Every key carries a hash tag (`{…}`) and every script and
+//! pipeline touches the keys of one tag only, so in a cluster each stays in one slot. Redis ≥ 5
+//! (scripts that read `TIME`; older versions are handled with `redis.replicate_commands()`).
+//!
+//! The ACL user needs: `+get +set +del +evalsha +script|load +time +ping`, plus
+//! `+cluster|slots +cluster|shards` in a cluster and `+role +info` behind Sentinel, on keys
+//! `~{prefix}*` (see deploy/README.md).
 //!
 //! **Challenge key.** A challenge issued by one replica is redeemed at whichever replica the load
 //! balancer picks, so every replica must be built with the same
@@ -52,7 +60,7 @@
 //! # async fn run(shared_key: &[u8], policy: TokenPolicy) -> Result<(), Box<dyn std::error::Error>> {
 //! let limits = RateLimits::default();
 //! let redis = RedisBackend::connect(
-//!     RedisConfig { url: "redis://10.0.0.5:6379/0".into(), ..RedisConfig::default() },
+//!     RedisConfig::primary("redis://10.0.0.5:6379/0"),
 //!     limits,
 //! )
 //! .await?;
@@ -70,6 +78,7 @@
 
 mod cache;
 mod connection;
+mod connector;
 mod ratelimit;
 mod replay;
 
@@ -77,31 +86,139 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManagerConfig;
-
 use crate::cache::SharedCache;
 use crate::ratelimit::{RateLimiterBackend, RateLimits};
 use crate::replay::ReplayStore;
 
 use self::cache::RedisSharedCache;
 use self::connection::RedisLink;
+use self::connector::Connector;
 use self::ratelimit::RedisRateLimiter;
 use self::replay::RedisReplayStore;
 
 /// The default [`RedisConfig::key_prefix`].
 pub const DEFAULT_KEY_PREFIX: &str = "iam-join:";
 
+/// How often a Sentinel-managed primary's address is checked with the sentinels.
+const SENTINEL_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The default [`RedisBackend::with_fill_wait`]: the layer's default total STS timeout.
 pub const DEFAULT_FILL_WAIT: Duration = Duration::from_secs(5);
 
+/// Where the Redis servers are. The scheme of every URL decides TLS: `rediss://` speaks TLS
+/// (certificate and server name checked, see [`RedisTls`]), `redis://` does not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RedisServers {
+    /// One primary: `redis://host[:port][/db]`, `rediss://…`, or `unix:///path/to/redis.sock`
+    /// (standalone Redis, an ElastiCache primary endpoint, a failover address).
+    Primary(String),
+    /// Redis Cluster (ElastiCache or MemoryDB cluster mode, Valkey): one or more node URLs; a
+    /// configuration endpoint alone is enough, the other nodes are discovered. Redirections
+    /// (`MOVED`, `ASK`), failover and resharding are followed by redis-rs.
+    Cluster(Vec<String>),
+    /// A primary managed by Redis Sentinel: asked of the sentinels at connect time and again
+    /// after a connection failure, so a failover is followed without a restart.
+    Sentinel {
+        /// The name the sentinels monitor the primary under (`sentinel monitor <name> …`).
+        master_name: String,
+        /// Sentinel URLs (`redis://host:26379` or `rediss://…`), tried in order. The ACL
+        /// credentials of [`RedisConfig`] are for the Redis nodes, not the sentinels.
+        sentinels: Vec<String>,
+    },
+}
+
+impl RedisServers {
+    /// Every URL, for checks that apply to all of them.
+    fn urls(&self) -> impl Iterator<Item = &str> {
+        let urls: &[String] = match self {
+            Self::Primary(url) => std::slice::from_ref(url),
+            Self::Cluster(urls) => urls,
+            Self::Sentinel { sentinels, .. } => sentinels,
+        };
+        urls.iter().map(String::as_str)
+    }
+
+    /// The URLs with any password redacted, for logs and `Debug`.
+    fn display(&self) -> String {
+        let urls: Vec<String> = self.urls().map(redact_url).collect();
+        match self {
+            Self::Primary(_) => urls.join(""),
+            Self::Cluster(_) => format!("cluster [{}]", urls.join(", ")),
+            Self::Sentinel { master_name, .. } => {
+                format!("sentinel {master_name:?} via [{}]", urls.join(", "))
+            }
+        }
+    }
+}
+
+/// A secret (password, private key): compared and cloned, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisSecret(String);
+
+impl RedisSecret {
+    /// Wraps a secret. Surrounding whitespace is kept: strip a file's trailing newline before.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RedisSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RedisSecret(***)")
+    }
+}
+
+/// TLS settings for `rediss://` URLs. The server certificate is always checked against the
+/// roots and the URL's host name; there is no switch to turn that off.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisTls {
+    /// PEM roots to trust instead of the system's (e.g. a private CA). `None`: the system roots
+    /// (what ElastiCache and MemoryDB certificates chain to).
+    pub ca_pem: Option<Vec<u8>>,
+    /// Client certificate chain and private key (PEM) for mutual TLS.
+    pub client_identity: Option<RedisClientIdentity>,
+}
+
+/// A client certificate chain and its private key, both PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisClientIdentity {
+    /// The chain, leaf first.
+    pub cert_pem: Vec<u8>,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_pem: RedisSecret,
+}
+
+impl fmt::Debug for RedisClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisClientIdentity")
+            .field("cert_pem", &format_args!("{} bytes", self.cert_pem.len()))
+            .field("key_pem", &self.key_pem)
+            .finish()
+    }
+}
+
 /// How to reach Redis.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host[:port][/db]` or `unix:///path/to/redis.sock`. A password in
-    /// the URL is never logged. (`rediss://` needs a TLS feature of redis-rs that is not built.)
-    pub url: String,
+    /// The servers (one primary, a cluster, or a Sentinel-managed primary). A password inside a
+    /// URL works but is better given in [`password`](Self::password); it is never logged.
+    pub servers: RedisServers,
+    /// ACL user (Redis 6+ `AUTH <user> <password>`); `None` with a password: the `default` user.
+    pub username: Option<String>,
+    /// ACL password (or `requirepass`). Never logged.
+    pub password: Option<RedisSecret>,
+    /// TLS settings for `rediss://` URLs.
+    pub tls: RedisTls,
     /// Prepended to every key, so several deployments can share one Redis. Default
-    /// [`DEFAULT_KEY_PREFIX`]. Replicas of one deployment must use the same prefix.
+    /// [`DEFAULT_KEY_PREFIX`]. Replicas of one deployment must use the same prefix. No `{` or
+    /// `}`: the backend puts its own hash tags in the keys (Redis Cluster).
     pub key_prefix: String,
     /// Bound on each attempt to (re)connect. Default 1 s.
     pub connect_timeout: Duration,
@@ -110,10 +227,54 @@ pub struct RedisConfig {
     pub command_timeout: Duration,
 }
 
+impl RedisConfig {
+    /// The defaults for one primary at `url`.
+    pub fn primary(url: impl Into<String>) -> Self {
+        Self {
+            servers: RedisServers::Primary(url.into()),
+            ..Self::default()
+        }
+    }
+}
+
+impl RedisConfig {
+    /// Checks everything that can be checked without connecting: URLs, TLS material, settings.
+    /// [`RedisBackend::connect`] does the same; this is for configuration checks.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisBackend::connect`], except for the rates.
+    pub fn validate(&self) -> Result<(), RedisSetupError> {
+        self.connector().map(drop)
+    }
+
+    fn connector(&self) -> Result<Connector, RedisSetupError> {
+        if self.connect_timeout.is_zero() {
+            return Err(RedisSetupError::InvalidConfig(
+                "connect_timeout must be more than zero",
+            ));
+        }
+        if self.command_timeout.is_zero() {
+            return Err(RedisSetupError::InvalidConfig(
+                "command_timeout must be more than zero",
+            ));
+        }
+        if self.key_prefix.contains(['{', '}']) {
+            return Err(RedisSetupError::InvalidConfig(
+                "key_prefix must not contain '{' or '}' (the backend places the hash tags)",
+            ));
+        }
+        Connector::new(self)
+    }
+}
+
 impl Default for RedisConfig {
     fn default() -> Self {
         Self {
-            url: "redis://127.0.0.1:6379".to_owned(),
+            servers: RedisServers::Primary("redis://127.0.0.1:6379".to_owned()),
+            username: None,
+            password: None,
+            tls: RedisTls::default(),
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_millis(250),
@@ -124,7 +285,10 @@ impl Default for RedisConfig {
 impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
-            .field("url", &redact_url(&self.url))
+            .field("servers", &self.servers.display())
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("tls", &self.tls)
             .field("key_prefix", &self.key_prefix)
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
@@ -145,6 +309,11 @@ pub enum RedisSetupError {
     #[error("invalid Redis setting: {0}")]
     InvalidConfig(&'static str),
 }
+
+/// Redis could not be used; the message says why (never with a secret in it).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("Redis unavailable: {0}")]
+pub struct RedisUnavailable(String);
 
 /// Redis-backed replay store, rate limiter and shared STS cache for one replica. Cheap to clone;
 /// clones share one connection.
@@ -181,40 +350,21 @@ impl RedisBackend {
     /// [`RedisSetupError::InvalidUrl`] for a URL redis-rs cannot use,
     /// [`RedisSetupError::InvalidConfig`] for a zero timeout or a rate with a zero field.
     pub async fn connect(config: RedisConfig, limits: RateLimits) -> Result<Self, RedisSetupError> {
-        if config.connect_timeout.is_zero() {
-            return Err(RedisSetupError::InvalidConfig(
-                "connect_timeout must be more than zero",
-            ));
-        }
-        if config.command_timeout.is_zero() {
-            return Err(RedisSetupError::InvalidConfig(
-                "command_timeout must be more than zero",
-            ));
-        }
+        let connector = config.connector()?;
         if limits.validate().is_err() {
             return Err(RedisSetupError::InvalidConfig(
                 "every rate needs per_second and burst above zero, sts_reserved_percent 1 to 90",
             ));
         }
-        let client = ::redis::Client::open(config.url.as_str())
-            .map_err(|e| RedisSetupError::InvalidUrl(e.to_string()))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.command_timeout))
-            // Each (re)connection tries a few times quickly; commands are failed meanwhile by
-            // our own timeout, and the next command after a failed round starts a new one.
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(500));
         let link = RedisLink::new(
-            client,
-            manager_config,
+            connector,
             config.key_prefix,
             config.command_timeout,
-            redact_url(&config.url),
+            config.servers.display(),
         )
         .map_err(|e| RedisSetupError::InvalidUrl(e.to_string()))?;
         let link = Arc::new(link);
+        link.watch_failovers(SENTINEL_CHECK_INTERVAL);
         // Connect in the background so the first request does not pay for it, and say at start
         // whether Redis is there.
         let warm = Arc::clone(&link);
@@ -267,7 +417,22 @@ impl RedisBackend {
     /// itself works without Redis, with the fault behaviour of the module docs). Right after a
     /// failure this is `false` without asking, until the next probe is due.
     pub async fn is_reachable(&self) -> bool {
-        self.link.ping(self.link.command_timeout()).await.is_ok()
+        self.ping().await.is_ok()
+    }
+
+    /// `PING` within the command timeout; the error says why Redis cannot be used (refused
+    /// connection, TLS certificate not trusted or not for the host, wrong password, …), never
+    /// with a password in it. Right after a failure it repeats that failure without asking,
+    /// until the next probe is due.
+    ///
+    /// # Errors
+    ///
+    /// [`RedisUnavailable`] when Redis did not answer `PONG`.
+    pub async fn ping(&self) -> Result<(), RedisUnavailable> {
+        self.link
+            .ping(self.link.command_timeout())
+            .await
+            .map_err(|e| RedisUnavailable(e.to_string()))
     }
 
     /// The key prefix.
@@ -287,6 +452,13 @@ fn redact_url(url: &str) -> String {
         Some(at) => format!("{}***{}", &url[..scheme_end + 3], &rest[at..]),
         None => url.to_owned(),
     }
+}
+
+/// The key of `id` in `kind` (`challenge`, `rl:client`, `sts`, …): `{prefix}{kind}:{<id>}`. The
+/// braces are a Redis Cluster hash tag: keys of one `id` (an answer and its fill lock) share a
+/// slot, so one script may touch them all.
+fn tagged_key(prefix: &str, kind: &str, id: &str) -> String {
+    format!("{prefix}{kind}:{{{id}}}")
 }
 
 /// Whole milliseconds for `PX`, at least 1 (Redis refuses `PX 0`).
@@ -310,11 +482,34 @@ mod tests {
             redact_url("unix:///run/redis.sock"),
             "unix:///run/redis.sock"
         );
-        let cfg = RedisConfig {
-            url: "redis://admin:hunter2@db/1".into(),
-            ..RedisConfig::default()
+        let mut cfg = RedisConfig::primary("redis://admin:hunter2@db/1");
+        cfg.password = Some(RedisSecret::new("sw0rdfish"));
+        cfg.tls.client_identity = Some(RedisClientIdentity {
+            cert_pem: b"-----BEGIN CERTIFICATE-----".to_vec(),
+            key_pem: RedisSecret::new("PRIVATEKEYBYTES"),
+        });
+        let printed = format!("{cfg:?}");
+        for secret in ["hunter2", "sw0rdfish", "PRIVATEKEYBYTES"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+    }
+
+    #[test]
+    fn keys_of_one_id_share_a_hash_tag() {
+        assert_eq!(tagged_key("p:", "sts", "ab12"), "p:sts:{ab12}");
+        assert_eq!(tagged_key("p:", "sts-lock", "ab12"), "p:sts-lock:{ab12}");
+        assert_eq!(
+            tagged_key("iam-join:", "rl:client", "2001:db8::/64"),
+            "iam-join:rl:client:{2001:db8::/64}"
+        );
+        // Redis hashes only what lies between the first '{' and the next '}'.
+        let tag = |k: &str| {
+            let open = k.find('{').unwrap_or(0);
+            let close = k[open..].find('}').map_or(k.len(), |c| open + c);
+            k[open + 1..close].to_owned()
         };
-        assert!(!format!("{cfg:?}").contains("hunter2"));
+        assert_eq!(tag(&tagged_key("x:", "sts", "00ff")), "00ff");
+        assert_eq!(tag(&tagged_key("x:", "sts-lock", "00ff")), "00ff");
     }
 
     #[test]
@@ -327,24 +522,55 @@ mod tests {
     #[tokio::test]
     async fn bad_urls_and_settings_are_refused_but_an_absent_redis_is_not() {
         let limits = RateLimits::default();
-        for url in ["http://h", "not a url", "redis://h/notadb"] {
-            let cfg = RedisConfig {
-                url: url.into(),
-                ..RedisConfig::default()
-            };
+        for url in [
+            "http://h",
+            "not a url",
+            "redis://h/notadb",
+            "rediss://h/#insecure",
+        ] {
+            let cfg = RedisConfig::primary(url);
             assert!(matches!(
                 RedisBackend::connect(cfg, limits).await,
                 Err(RedisSetupError::InvalidUrl(_))
             ));
         }
-        let zero = RedisConfig {
-            command_timeout: Duration::ZERO,
-            ..RedisConfig::default()
-        };
-        assert!(matches!(
-            RedisBackend::connect(zero, limits).await,
-            Err(RedisSetupError::InvalidConfig(_))
-        ));
+        let mut tls_on_plain = RedisConfig::primary("redis://h");
+        tls_on_plain.tls.ca_pem = Some(b"-----BEGIN CERTIFICATE-----".to_vec());
+        let unusable = [
+            RedisConfig {
+                command_timeout: Duration::ZERO,
+                ..RedisConfig::default()
+            },
+            RedisConfig {
+                key_prefix: "{app}:".into(),
+                ..RedisConfig::default()
+            },
+            RedisConfig {
+                servers: RedisServers::Cluster(Vec::new()),
+                ..RedisConfig::default()
+            },
+            RedisConfig {
+                servers: RedisServers::Cluster(vec!["redis://a".into(), "rediss://b".into()]),
+                ..RedisConfig::default()
+            },
+            RedisConfig {
+                servers: RedisServers::Sentinel {
+                    master_name: String::new(),
+                    sentinels: vec!["redis://s:26379".into()],
+                },
+                ..RedisConfig::default()
+            },
+            tls_on_plain,
+        ];
+        for cfg in unusable {
+            assert!(
+                matches!(
+                    RedisBackend::connect(cfg.clone(), limits).await,
+                    Err(RedisSetupError::InvalidConfig(_))
+                ),
+                "{cfg:?}"
+            );
+        }
         let bad_rate = RateLimits {
             per_account: Some(crate::Rate {
                 per_second: 0,
@@ -358,7 +584,7 @@ mod tests {
         ));
         // Nothing listens on port 1: setup still succeeds, the store fails closed.
         let absent = RedisConfig {
-            url: "redis://127.0.0.1:1".into(),
+            servers: RedisServers::Primary("redis://127.0.0.1:1".into()),
             connect_timeout: Duration::from_millis(100),
             command_timeout: Duration::from_millis(100),
             ..RedisConfig::default()

@@ -6,6 +6,7 @@ use std::time::Duration;
 use ::redis::Script;
 
 use super::connection::{LinkError, RedisLink, ThrottledWarning};
+use super::tagged_key;
 use crate::ratelimit::{LimitScope, Rate, RateDecision, RateLimiterBackend, RateLimits};
 use crate::sts::BoxFuture;
 
@@ -62,9 +63,10 @@ impl RedisRateLimiter {
         rate: Rate,
     ) -> Result<RateDecision, LinkError> {
         let (t, tau) = gcra_params(rate);
-        let mut invocation =
-            self.script
-                .key(format!("{}rl:{}:{key}", self.link.prefix(), scope.as_str()));
+        let kind = format!("rl:{}", scope.as_str());
+        let mut invocation = self
+            .script
+            .key(tagged_key(self.link.prefix(), &kind, key));
         invocation.arg(t).arg(tau);
         let (allowed, wait_us) = self
             .link

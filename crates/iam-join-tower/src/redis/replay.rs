@@ -6,7 +6,7 @@ use std::time::Duration;
 use ::redis::Value;
 
 use super::connection::{LinkError, RedisLink, ThrottledWarning};
-use super::px_millis;
+use super::{px_millis, tagged_key};
 use crate::replay::{ReplayStore, ReplayStoreError};
 use crate::sts::BoxFuture;
 
@@ -29,7 +29,7 @@ impl RedisReplayStore {
 
     async fn redeem_inner(&self, id: &str, ttl: Duration) -> Result<bool, LinkError> {
         let mut set = ::redis::cmd("SET");
-        set.arg(format!("{}challenge:{id}", self.link.prefix()))
+        set.arg(tagged_key(self.link.prefix(), "challenge", id))
             .arg(1)
             .arg("NX")
             .arg("PX")

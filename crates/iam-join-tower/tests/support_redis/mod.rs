@@ -1,6 +1,6 @@
 //! Test support for the Redis backend: a real `redis-server` on a free loopback port, proofs
 //! signed with aws-sigv4 for the STS emulator, and "replicas" (layers) to drive with `oneshot`.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,9 +12,12 @@ use http_body_util::{BodyExt, Full};
 use iam_join_core::challenge::ChallengeKey;
 pub use iam_join_testkit::identities::alice;
 pub use iam_join_testkit::policy::seed_policy;
-pub use iam_join_testkit::redis_server::RedisServer;
+pub use iam_join_testkit::redis_server::{
+    RedisCluster, RedisOptions, RedisSentinelSet, RedisServer, SENTINEL_MASTER, ServerTls,
+    TestPki,
+};
 use iam_join_testkit::sign::HandSigned;
-use iam_join_tower::redis::{RedisBackend, RedisConfig};
+use iam_join_tower::redis::{RedisBackend, RedisConfig, RedisServers};
 use iam_join_tower::{ClientAddr, IamJoinLayer, RateLimits};
 use sts_emulator::TestIdentity;
 use tower::ServiceExt;
@@ -71,12 +74,17 @@ pub struct Replica {
 /// production default (250 ms) so that a loaded test machine does not turn a slow answer into a
 /// (correct, but unexpected) fault path; the fault tests assert boundedness, not speed.
 pub fn redis_config(url: &str, prefix: &str) -> RedisConfig {
-    RedisConfig {
-        url: url.to_owned(),
-        key_prefix: prefix.to_owned(),
-        connect_timeout: Duration::from_millis(500),
-        command_timeout: Duration::from_secs(2),
-    }
+    servers_config(RedisServers::Primary(url.to_owned()), prefix)
+}
+
+/// [`redis_config`] for any kind of servers.
+pub fn servers_config(servers: RedisServers, prefix: &str) -> RedisConfig {
+    let mut config = RedisConfig::primary("redis://unused");
+    config.servers = servers;
+    config.key_prefix = prefix.to_owned();
+    config.connect_timeout = Duration::from_millis(500);
+    config.command_timeout = Duration::from_secs(2);
+    config
 }
 
 /// Builds a replica against `redis_url` and the emulator at `sts_url`.
