@@ -39,7 +39,9 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+mod body;
 pub mod config;
+mod conn;
 pub mod demo;
 pub mod error;
 pub mod forward;

@@ -41,6 +41,7 @@ pub mod cache;
 pub mod error;
 pub mod future;
 pub mod layer;
+pub mod log_summary;
 pub mod metrics;
 pub mod policy;
 pub mod ratelimit;

@@ -171,6 +171,8 @@ pub struct Config {
     pub challenge_key_file: Option<PathBuf>,
     /// How long in-flight requests may take to finish on shutdown.
     pub drain_timeout: Duration,
+    /// Limits on client connections (hostile or broken clients).
+    pub connections: ConnectionLimits,
     /// The Redis backend (shared replay store, rate limits and cache).
     #[cfg(feature = "redis")]
     pub redis: Option<RedisSettings>,
@@ -202,6 +204,77 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     /// Send the client's `Host` instead of the upstream's.
     pub preserve_host: bool,
+    /// The longest pause allowed while a client's request body is read; a client that stalls
+    /// longer gets `408 request_timeout`. Separate from `timeout`, which only starts once the
+    /// whole request has been sent.
+    pub client_body_timeout: Duration,
+    /// Most requests in flight to the upstream at once; beyond it the proxy answers
+    /// `503 upstream_busy` instead of opening more upstream connections.
+    pub max_concurrent_requests: usize,
+    /// Most idle upstream connections kept for reuse.
+    pub pool_max_idle: usize,
+    /// How long an idle upstream connection is kept.
+    pub pool_idle_timeout: Duration,
+}
+
+/// Limits on client connections, so that clients that connect and then send nothing (or
+/// nothing more) cannot exhaust file descriptors or hold shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionLimits {
+    /// Most client connections open at once on the proxy listener; further clients wait in
+    /// the kernel's accept queue. Default: from the open-files limit (see
+    /// [`ConnectionLimits::from_open_files_limit`]).
+    pub max: usize,
+    /// Most connections open at once from one client address (IPv6: one /64).
+    pub max_per_client: usize,
+    /// Time a new connection has to finish the TLS handshake and send its first request's
+    /// headers (HTTP/1) or preface (HTTP/2).
+    pub handshake_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (HTTP/2: GOAWAY).
+    pub idle_timeout: Duration,
+    /// Interval of HTTP/2 PINGs; a peer that does not answer within the same time is gone.
+    pub http2_keep_alive: Duration,
+    /// Most concurrent streams (requests) on one HTTP/2 connection.
+    pub http2_max_concurrent_streams: u32,
+}
+
+/// File descriptors kept back from client connections: the admin listener, token files,
+/// STS and Redis connections, logs.
+const RESERVED_FILES: u64 = 64;
+
+impl ConnectionLimits {
+    /// The default `max` for a process allowed `open_files` descriptors: half of what is left
+    /// after [`RESERVED_FILES`], since an admitted request holds a client and an upstream socket.
+    pub fn from_open_files_limit(open_files: u64) -> usize {
+        let usable = open_files.saturating_sub(RESERVED_FILES) / 2;
+        usize::try_from(usable.max(8)).unwrap_or(usize::MAX)
+    }
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max: Self::from_open_files_limit(open_files_limit().unwrap_or(1024)),
+            max_per_client: 256,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            http2_keep_alive: Duration::from_secs(30),
+            http2_max_concurrent_streams: 100,
+        }
+    }
+}
+
+/// The soft open-files limit of this process (`RLIMIT_NOFILE`), where the OS tells it without
+/// `unsafe` (Linux `/proc/self/limits`).
+pub fn open_files_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line
+        .trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?;
+    soft.parse().ok()
 }
 
 /// STS settings of the layer.
@@ -296,6 +369,10 @@ pub struct RedisSettings {
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default upstream connect timeout.
 pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default longest pause in a client's request body.
+pub const DEFAULT_CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap on concurrent upstream requests.
+pub const DEFAULT_UPSTREAM_MAX_CONCURRENT: usize = 512;
 /// Default drain time on shutdown.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -483,6 +560,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
 
     let challenge_key_file = raw.challenge_key_file.map(|p| resolve(base, p));
     let drain_timeout = duration(raw.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
+    let connections = validate_connections(raw.connections)?;
 
     #[cfg(feature = "redis")]
     let redis = match raw.redis {
@@ -526,6 +604,18 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             "this iam-join-proxy was built without redis support; rebuild with `--features redis`",
         ));
     }
+    #[cfg(feature = "redis")]
+    let shared_store = redis.is_some();
+    #[cfg(not(feature = "redis"))]
+    let shared_store = false;
+    if challenge_key_file.is_some() && !shared_store {
+        return Err(invalid(
+            "challenge_key_file",
+            "needs redis: without a shared replay store each process keeps its own record of \
+             redeemed challenges, so a challenge signed with a shared key could be redeemed once \
+             on every replica; leave it out (each process then makes its own key) or configure redis",
+        ));
+    }
 
     Ok(Config {
         listen,
@@ -545,6 +635,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         log,
         challenge_key_file,
         drain_timeout,
+        connections,
         #[cfg(feature = "redis")]
         redis,
     })
@@ -611,6 +702,58 @@ fn validate_upstream(raw: raw::RawUpstream, base: &Path) -> Result<UpstreamConfi
             duration(raw.connect_timeout, DEFAULT_UPSTREAM_CONNECT_TIMEOUT),
         )?,
         preserve_host: raw.preserve_host,
+        client_body_timeout: positive(
+            "upstream.client_body_timeout",
+            duration(raw.client_body_timeout, DEFAULT_CLIENT_BODY_TIMEOUT),
+        )?,
+        max_concurrent_requests: at_least_one(
+            "upstream.max_concurrent_requests",
+            raw.max_concurrent_requests
+                .unwrap_or(DEFAULT_UPSTREAM_MAX_CONCURRENT),
+        )?,
+        pool_max_idle: raw.pool_max_idle.unwrap_or(32),
+        pool_idle_timeout: duration(raw.pool_idle_timeout, Duration::from_secs(30)),
+    })
+}
+
+fn at_least_one(field: &str, n: usize) -> Result<usize, ConfigError> {
+    if n == 0 {
+        Err(invalid(field, "must be at least 1"))
+    } else {
+        Ok(n)
+    }
+}
+
+fn validate_connections(raw: raw::RawConnections) -> Result<ConnectionLimits, ConfigError> {
+    let d = ConnectionLimits::default();
+    let streams = raw
+        .http2_max_concurrent_streams
+        .unwrap_or(d.http2_max_concurrent_streams);
+    if streams == 0 {
+        return Err(invalid(
+            "connections.http2_max_concurrent_streams",
+            "must be at least 1",
+        ));
+    }
+    Ok(ConnectionLimits {
+        max: at_least_one("connections.max", raw.max.unwrap_or(d.max))?,
+        max_per_client: at_least_one(
+            "connections.max_per_client",
+            raw.max_per_client.unwrap_or(d.max_per_client),
+        )?,
+        handshake_timeout: positive(
+            "connections.handshake_timeout",
+            duration(raw.handshake_timeout, d.handshake_timeout),
+        )?,
+        idle_timeout: positive(
+            "connections.idle_timeout",
+            duration(raw.idle_timeout, d.idle_timeout),
+        )?,
+        http2_keep_alive: positive(
+            "connections.http2_keep_alive",
+            duration(raw.http2_keep_alive, d.http2_keep_alive),
+        )?,
+        http2_max_concurrent_streams: streams,
     })
 }
 
