@@ -14,7 +14,12 @@
 //!   url: https://teleport.internal:3080 # required; http:// or https://, no path
 //!   sni: teleport.example.com           # optional: TLS server name to send and verify
 //!   ca_file: /etc/iam-join-proxy/upstream-ca.pem  # optional: trust only these roots
-//!   timeout: 60s                        # until the upstream's response headers (default 60s)
+//!   timeout: 60s                        # from the end of the request body to the response
+//!                                       # headers (default 60s)
+//!   client_body_timeout: 30s            # longest pause in a client's request body (408)
+//!   max_concurrent_requests: 512        # in flight to the upstream; beyond: 503 upstream_busy
+//!   pool_max_idle: 32                   # idle upstream connections kept
+//!   pool_idle_timeout: 30s
 //!   connect_timeout: 5s                 # default 5s
 //!   preserve_host: false                # send the client's Host instead of the upstream's
 //! audience: teleport.example.com        # the audience proofs must be bound to (optional
@@ -45,7 +50,15 @@
 //!   format: json                        # json or human (default human)
 //!   level: info                         # a tracing filter, e.g. "info,iam_join_tower=debug"
 //! challenge_key_file: /etc/iam-join-proxy/challenge.key  # >= 32 bytes; shared by replicas
+//!                                       # (only with redis: a shared key needs a shared store)
 //! drain_timeout: 30s                    # how long in-flight requests may finish on shutdown
+//! connections:                          # hostile or broken clients
+//!   max: 480                            # open at once (default: from the open-files limit)
+//!   max_per_client: 256                 # from one address (IPv6: one /64)
+//!   handshake_timeout: 10s              # TLS handshake + first request's headers
+//!   idle_timeout: 60s                   # no request in flight (HTTP/2: GOAWAY)
+//!   http2_keep_alive: 30s               # PING interval and answer timeout
+//!   http2_max_concurrent_streams: 100
 //! redis:                                # only with the `redis` cargo feature
 //!   url: redis://redis:6379             # or unix:///run/redis.sock (no rediss:// yet)
 //!   key_prefix: "iam-join:"             # the same on every replica of one deployment
@@ -197,8 +210,8 @@ pub struct UpstreamConfig {
     pub sni: Option<String>,
     /// PEM roots to trust instead of the Mozilla (webpki) roots.
     pub ca_file: Option<PathBuf>,
-    /// Time allowed until the upstream's response headers arrive (bodies and upgraded
-    /// connections may stream for longer).
+    /// Time allowed from the end of the request body until the upstream's response headers
+    /// arrive (response bodies and upgraded connections may stream for longer).
     pub timeout: Duration,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
@@ -996,6 +1009,68 @@ mod tests {
         let r = c.redis.unwrap();
         assert_eq!(r.key_prefix, "iam-join:");
         assert_eq!(r.command_timeout, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_shared_challenge_key_without_redis_is_an_error_saying_why() {
+        let err = load(&format!("{MINIMAL}challenge_key_file: key\n")).unwrap_err();
+        assert_eq!(err.field(), Some("challenge_key_file"));
+        let message = err.to_string();
+        assert!(
+            message.contains("redis") && message.contains("replica"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn connection_and_upstream_limits_parse_and_refuse_zero() {
+        let c = load(&format!(
+            "{MINIMAL}connections: {{max: 100, max_per_client: 5, handshake_timeout: 2s, idle_timeout: 1m, http2_keep_alive: 10s, http2_max_concurrent_streams: 7}}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.connections.max, 100);
+        assert_eq!(c.connections.max_per_client, 5);
+        assert_eq!(c.connections.handshake_timeout, Duration::from_secs(2));
+        assert_eq!(c.connections.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.connections.http2_keep_alive, Duration::from_secs(10));
+        assert_eq!(c.connections.http2_max_concurrent_streams, 7);
+        let c = load(&MINIMAL.replace(
+            "{url: http://127.0.0.1:3080}",
+            "{url: http://127.0.0.1:3080, client_body_timeout: 3s, max_concurrent_requests: 9, pool_max_idle: 2, pool_idle_timeout: 5s}",
+        ))
+        .unwrap();
+        assert_eq!(c.upstream.client_body_timeout, Duration::from_secs(3));
+        assert_eq!(c.upstream.max_concurrent_requests, 9);
+        assert_eq!(c.upstream.pool_max_idle, 2);
+        assert_eq!(c.upstream.pool_idle_timeout, Duration::from_secs(5));
+        for (extra, field) in [
+            ("connections: {max: 0}", "connections.max"),
+            ("connections: {max_per_client: 0}", "connections.max_per_client"),
+            ("connections: {handshake_timeout: 0s}", "connections.handshake_timeout"),
+            ("connections: {idle_timeout: 0}", "connections.idle_timeout"),
+            (
+                "connections: {http2_max_concurrent_streams: 0}",
+                "connections.http2_max_concurrent_streams",
+            ),
+        ] {
+            let err = load(&format!("{MINIMAL}{extra}\n")).unwrap_err();
+            assert_eq!(err.field(), Some(field), "{extra}: {err}");
+        }
+        let err = load(&MINIMAL.replace(
+            "{url: http://127.0.0.1:3080}",
+            "{url: http://127.0.0.1:3080, max_concurrent_requests: 0}",
+        ))
+        .unwrap_err();
+        assert_eq!(err.field(), Some("upstream.max_concurrent_requests"));
+    }
+
+    #[test]
+    fn the_default_connection_cap_follows_the_open_files_limit() {
+        assert_eq!(ConnectionLimits::from_open_files_limit(1024), 480);
+        assert_eq!(ConnectionLimits::from_open_files_limit(128), 32);
+        // Never below a usable minimum, whatever the limit.
+        assert_eq!(ConnectionLimits::from_open_files_limit(10), 8);
+        assert!(open_files_limit().is_some_and(|n| n > 0));
     }
 
     #[cfg(not(feature = "redis"))]
