@@ -202,7 +202,8 @@ where
         let changed = activity.changed.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        let draining = *drain.borrow_and_update();
+        // A dropped sender (the server is gone) means the same as a drain.
+        let draining = *drain.borrow_and_update() || drain.has_changed().is_err();
         if draining && closing.is_none() {
             conn.as_mut().graceful_shutdown();
             closing = Some(Instant::now());
