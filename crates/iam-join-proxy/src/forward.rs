@@ -2,6 +2,17 @@
 //! removal, `X-Forwarded-*`, an upstream timeout, `Upgrade` (WebSocket) pass-through, and JSON
 //! errors when the upstream cannot be reached.
 //!
+//! Bounds, so that a client cannot make the proxy hold unbounded upstream resources: at most
+//! `upstream.max_concurrent_requests` requests in flight to the upstream (then `503
+//! upstream_busy`), a bounded idle pool, `upstream.timeout` counted from the end of the request
+//! body (a slow upload is not the upstream's fault), and `upstream.client_body_timeout` for a
+//! client that pauses its body (`408 request_timeout`).
+//!
+//! Only WebSocket (RFC 6455) upgrades are relayed. Any other `Upgrade` (`h2c`, `TLS/1.0`, a list
+//! naming anything besides `websocket`) is stripped and the request forwarded as plain
+//! HTTP/1.1, which RFC 9110 §7.8 allows a server to do: after a 101 the proxy relays bytes
+//! unchecked, so a tunnel to an upstream that speaks h2c would carry unverified requests.
+//!
 //! The upstream is spoken to over HTTP/1.1 (the client side may use HTTP/1.1 or HTTP/2): it is
 //! what every web port understands, and it is the only version where `Upgrade` exists.
 
@@ -22,10 +33,12 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use iam_join_tower::log_summary::{self, LogSummary};
 use ipnet::IpNet;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tower_service::Service;
 
+use crate::body::{HeldBody, WatchedBody};
 use crate::config::UpstreamConfig;
 use crate::error::ProxyError;
 use crate::tls;
@@ -63,6 +76,9 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
+/// Upstream failures can be provoked by clients (slow or failing paths): logged summarised.
+static UPSTREAM_LOG: LogSummary = LogSummary::new(log_summary::DEFAULT_INTERVAL);
+
 /// Forwards requests to the upstream. Cheap to clone.
 #[derive(Clone)]
 pub struct Forwarder {
@@ -70,10 +86,12 @@ pub struct Forwarder {
 }
 
 struct Inner {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    client: Client<HttpsConnector<HttpConnector>, WatchedBody<Incoming>>,
     scheme: Scheme,
     authority: Authority,
     timeout: Duration,
+    client_body_timeout: Duration,
+    slots: Arc<Semaphore>,
     preserve_host: bool,
     trusted_proxies: Vec<IpNet>,
     tunnels: Tunnels,
@@ -130,7 +148,9 @@ impl Forwarder {
         };
         let connector = builder.enable_http1().wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(upstream.pool_idle_timeout)
+            .pool_max_idle_per_host(upstream.pool_max_idle)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
             .build(connector);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -138,6 +158,10 @@ impl Forwarder {
                 scheme,
                 authority,
                 timeout: upstream.timeout,
+                client_body_timeout: upstream.client_body_timeout,
+                slots: Arc::new(Semaphore::new(
+                    upstream.max_concurrent_requests.min(Semaphore::MAX_PERMITS),
+                )),
                 preserve_host: upstream.preserve_host,
                 trusted_proxies,
                 tunnels,
@@ -163,6 +187,19 @@ impl Service<Request<Incoming>> for Forwarder {
 
 impl Inner {
     async fn forward(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
+        let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+            UPSTREAM_LOG.record("busy", |suppressed| {
+                tracing::warn!(upstream = %self.authority, suppressed, "upstream request limit reached; answering 503");
+            });
+            let mut resp = error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream_busy",
+                "too many requests are in flight to the upstream; retry shortly",
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return resp;
+        };
         let info = req.extensions().get::<ConnectionInfo>().copied();
         let upgrade = upgrade_protocol(&req);
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
@@ -213,20 +250,41 @@ impl Inner {
         }
         self.set_forwarded(&mut parts.headers, info, original_host);
 
+        let (body, progress) = WatchedBody::new(body, self.client_body_timeout);
         let upstream_req = Request::from_parts(parts, body);
-        let result = tokio::time::timeout(self.timeout, self.client.request(upstream_req)).await;
+        // `timeout` starts once the whole request is sent: the client's upload speed is not the
+        // upstream's delay (that one has its own limit, `client_body_timeout`).
+        let deadline = async {
+            progress.finished().await;
+            tokio::time::sleep(self.timeout).await;
+        };
+        let result = tokio::select! {
+            r = self.client.request(upstream_req) => Ok(r),
+            () = deadline => Err(()),
+        };
         let mut resp = match result {
             Ok(Ok(resp)) => resp,
+            Ok(Err(_)) if progress.stalled() => {
+                return error_response(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request body paused for too long",
+                );
+            }
             Ok(Err(e)) => {
-                tracing::warn!(upstream = %self.authority, error = %error_chain(&e), "upstream request failed");
+                UPSTREAM_LOG.record("failed", |suppressed| {
+                    tracing::warn!(upstream = %self.authority, error = %error_chain(&e), suppressed, "upstream request failed");
+                });
                 return error_response(
                     StatusCode::BAD_GATEWAY,
                     "upstream_unavailable",
                     "the upstream could not be reached; retry later",
                 );
             }
-            Err(_) => {
-                tracing::warn!(upstream = %self.authority, timeout = ?self.timeout, "upstream timed out");
+            Err(()) => {
+                UPSTREAM_LOG.record("timeout", |suppressed| {
+                    tracing::warn!(upstream = %self.authority, timeout = ?self.timeout, suppressed, "upstream timed out");
+                });
                 return error_response(
                     StatusCode::GATEWAY_TIMEOUT,
                     "upstream_timeout",
@@ -239,7 +297,7 @@ impl Inner {
             if let Some(client_upgrade) = client_upgrade {
                 let protocol = resp.headers().get(header::UPGRADE).cloned();
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                self.tunnels.spawn(client_upgrade, upstream_upgrade);
+                self.tunnels.spawn(client_upgrade, upstream_upgrade, slot);
                 remove_hop_by_hop(resp.headers_mut());
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -256,7 +314,12 @@ impl Inner {
             );
         }
         remove_hop_by_hop(resp.headers_mut());
-        resp.map(|b| b.map_err(BoxError::from).boxed_unsync())
+        // The slot is free once the response body is done (or dropped).
+        resp.map(|b| {
+            HeldBody::new(b, slot)
+                .map_err(BoxError::from)
+                .boxed_unsync()
+        })
     }
 
     /// `X-Forwarded-For` / `-Proto` / `-Host`. Values sent by a trusted proxy in front are kept
@@ -307,7 +370,9 @@ impl Inner {
     }
 }
 
-/// The protocol of an HTTP/1.1 `Upgrade` request (`Connection: upgrade` and `Upgrade: x`).
+/// The protocol of an HTTP/1.1 `Upgrade` request the proxy relays: `Connection: upgrade` and
+/// exactly one `Upgrade` header whose only protocol is `websocket` (any case, RFC 6455 §4.2.1).
+/// Every other upgrade is ignored, so the request goes on as plain HTTP/1.1.
 fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
     if req.version() != Version::HTTP_11 {
         return None;
@@ -319,8 +384,14 @@ fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    asks.then(|| req.headers().get(header::UPGRADE).cloned())
-        .flatten()
+    let mut upgrades = req.headers().get_all(header::UPGRADE).iter();
+    let (Some(value), None) = (upgrades.next(), upgrades.next()) else {
+        return None;
+    };
+    let websocket = value
+        .to_str()
+        .is_ok_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
+    (asks && websocket).then(|| HeaderValue::from_static("websocket"))
 }
 
 /// Removes the hop-by-hop headers, and every header named in `Connection`.
@@ -417,11 +488,18 @@ impl TunnelControl {
 }
 
 impl Tunnels {
-    fn spawn(&self, client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    fn spawn(
+        &self,
+        client: hyper::upgrade::OnUpgrade,
+        upstream: hyper::upgrade::OnUpgrade,
+        slot: OwnedSemaphorePermit,
+    ) {
         let alive = self.alive.clone();
         let mut close = self.close.clone();
         tokio::spawn(async move {
             let _alive = alive;
+            // The tunnel holds an upstream connection: it counts against the upstream limit.
+            let _slot = slot;
             let (client, upstream) = match tokio::try_join!(client, upstream) {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -488,6 +566,43 @@ mod tests {
         );
         let req = Request::builder()
             .header("upgrade", "websocket")
+            .body(())
+            .unwrap();
+        assert_eq!(upgrade_protocol(&req), None);
+    }
+
+    #[test]
+    fn only_a_websocket_upgrade_is_relayed() {
+        let relayed = ["websocket", "WebSocket", "WEBSOCKET", " websocket "];
+        let ignored = [
+            "h2c",
+            "H2C",
+            "websocket, h2c",
+            "h2c, websocket",
+            "TLS/1.0",
+            "HTTP/2.0",
+            "websocket/13",
+            "websocketx",
+            "",
+            "IRC/6.9",
+        ];
+        for (value, expected) in relayed
+            .iter()
+            .map(|v| (*v, true))
+            .chain(ignored.iter().map(|v| (*v, false)))
+        {
+            let req = Request::builder()
+                .header("connection", "Upgrade")
+                .header("upgrade", value)
+                .body(())
+                .unwrap();
+            assert_eq!(upgrade_protocol(&req).is_some(), expected, "{value:?}");
+        }
+        // Two Upgrade headers (one websocket, one not) are not a websocket upgrade.
+        let req = Request::builder()
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("upgrade", "h2c")
             .body(())
             .unwrap();
         assert_eq!(upgrade_protocol(&req), None);

@@ -40,7 +40,9 @@
 
 pub mod admin;
 pub mod check_tokens;
+mod body;
 pub mod config;
+mod conn;
 pub mod demo;
 pub mod error;
 pub mod forward;

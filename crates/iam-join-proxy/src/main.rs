@@ -192,7 +192,10 @@ fn reload_on_sighup(handle: ProxyHandle) {
     };
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            if handle.reload_policy("SIGHUP").is_none() {
+            // Reloads are serialized and read files: off the async workers.
+            let h = handle.clone();
+            let reloaded = tokio::task::spawn_blocking(move || h.reload_policy("SIGHUP").is_some());
+            if matches!(reloaded.await, Ok(false)) {
                 tracing::warn!("SIGHUP: the token policy is not read from disk; nothing to reload");
             }
         }

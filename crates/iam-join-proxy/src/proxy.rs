@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +15,6 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use iam_join_core::challenge::ChallengeKey;
 use iam_join_core::policy::TokenPolicy;
 use iam_join_tower::{BuildError, ClientAddr, IamJoinLayer, IamJoinLayerBuilder, IamJoinService};
@@ -27,21 +26,31 @@ use tower::ServiceExt as _;
 use tower_layer::Layer as _;
 
 use crate::admin::AdminState;
-use crate::config::{Config, TokenSource};
+use crate::body::HeldBody;
+use crate::config::{Config, ConnectionLimits, TokenSource};
+use crate::conn::{AcceptBackoff, Activity, ConnectionBudget, ConnectionTimeouts, InFlight, drive};
 use crate::error::ProxyError;
 use crate::forward::{ConnectionInfo, Forwarder, ProxyBody, TunnelControl};
-use crate::reload::{PolicyWatcher, reload_policy};
+use crate::reload::{PolicyReloader, PolicyWatcher};
 use crate::telemetry::Metrics;
 use crate::tls;
 
-/// How long a client has to finish the TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client has to send a request's headers (slowloris guard).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The admin listener's own connection budget: small, and separate from the proxy listener's,
+/// so that `/healthz` and `/metrics` keep answering while the proxy port is saturated.
+const ADMIN_MAX_CONNECTIONS: usize = 16;
+/// Silence allowed on an admin connection (scrapers and probes are quick).
+const ADMIN_TIMEOUTS: ConnectionTimeouts = ConnectionTimeouts {
+    handshake: Duration::from_secs(5),
+    idle: Duration::from_secs(30),
+};
 
 type Stack = IamJoinService<Forwarder>;
 /// What the proxy answers: the upstream's streamed response or the layer's own.
 pub type ResponseBody = Either<ProxyBody, Full<Bytes>>;
+/// A response body that keeps its request counted as in flight on its connection.
+type TrackedBody = HeldBody<ResponseBody, InFlight>;
 
 /// A bound, ready-to-serve proxy. [`Proxy::bind`] does every check that can fail (policy, TLS
 /// files, keys, listeners), so a proxy that binds will serve.
@@ -54,11 +63,12 @@ pub struct Proxy {
     tunnels: TunnelControl,
     metrics: Metrics,
     draining: Arc<AtomicBool>,
-    tokens_path: Option<PathBuf>,
+    reloader: Option<PolicyReloader>,
     _watcher: Option<PolicyWatcher>,
     drain_timeout: Duration,
     /// Whether the shared Redis answered its last probe (for `/readyz`); `None` without Redis.
     redis_reachable: Option<Arc<AtomicBool>>,
+    connections: ConnectionLimits,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -81,18 +91,18 @@ impl std::fmt::Debug for Proxy {
 #[derive(Clone, Debug)]
 pub struct ProxyHandle {
     layer: IamJoinLayer,
-    tokens_path: Option<PathBuf>,
+    reloader: Option<PolicyReloader>,
 }
 
 impl ProxyHandle {
-    /// Reloads the token policy from its file or directory (as SIGHUP does). Returns the number
-    /// of tokens loaded; on error the old policy stays. `None` if the policy is not from disk.
+    /// Reloads the token policy from its file or directory (as SIGHUP does), after any reload
+    /// already running (blocking). Returns the number of tokens loaded; on error the old policy
+    /// stays. `None` if the policy is not from disk.
     pub fn reload_policy(
         &self,
         reason: &str,
     ) -> Option<Result<usize, iam_join_core::policy::PolicyError>> {
-        let path = self.tokens_path.as_deref()?;
-        Some(reload_policy(&self.layer, path, reason))
+        Some(self.reloader.as_ref()?.reload(reason))
     }
 
     /// The IAM join layer (its policy handle, verifier).
@@ -266,9 +276,11 @@ impl Proxy {
             }
             None => None,
         };
-        let tokens_path = config.tokens_path().map(Path::to_owned);
-        let watcher = match &tokens_path {
-            Some(p) => Some(PolicyWatcher::start(p.clone(), layer.clone())?),
+        let reloader = config
+            .tokens_path()
+            .map(|p| PolicyReloader::new(layer.clone(), p.to_owned()));
+        let watcher = match &reloader {
+            Some(r) => Some(PolicyWatcher::start(r.clone())?),
             None => None,
         };
         tracing::info!(
@@ -288,10 +300,11 @@ impl Proxy {
             tunnels,
             metrics,
             draining: Arc::new(AtomicBool::new(false)),
-            tokens_path,
+            reloader,
             _watcher: watcher,
             drain_timeout: config.drain_timeout,
             redis_reachable,
+            connections: config.connections,
         })
     }
 
@@ -345,7 +358,7 @@ impl Proxy {
     pub fn handle(&self) -> ProxyHandle {
         ProxyHandle {
             layer: self.layer.clone(),
-            tokens_path: self.tokens_path.clone(),
+            reloader: self.reloader.clone(),
         }
     }
 
@@ -365,10 +378,11 @@ impl Proxy {
             mut tunnels,
             metrics,
             draining,
-            tokens_path: _,
+            reloader: _,
             _watcher,
             drain_timeout,
             redis_reachable,
+            connections: limits,
         } = self;
 
         let (admin_stop, admin_stop_rx) = tokio::sync::watch::channel(false);
@@ -383,13 +397,14 @@ impl Proxy {
         });
 
         let stack: Stack = layer.layer(forwarder);
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
-        builder.http2().timer(TokioTimer::new());
-        let graceful = GracefulShutdown::new();
+        let builder = connection_builder(&limits);
+        let timeouts = ConnectionTimeouts {
+            handshake: limits.handshake_timeout,
+            idle: limits.idle_timeout,
+        };
+        let budget = ConnectionBudget::new(limits.max, limits.max_per_client);
+        let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+        let mut backoff = AcceptBackoff::default();
         let mut conns = JoinSet::new();
 
         tokio::pin!(shutdown);
@@ -397,29 +412,44 @@ impl Proxy {
             tokio::select! {
                 () = &mut shutdown => break,
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                accepted = listener.accept() => {
+                // A slot first, then accept: a full proxy leaves clients in the kernel's queue
+                // rather than running out of file descriptors.
+                (permit, accepted) = async { (budget.reserve().await, listener.accept().await) } => {
                     let (tcp, peer) = match accepted {
                         Ok(a) => a,
                         Err(e) => {
-                            // Out of file descriptors and the like: back off, keep serving.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            backoff.failed("listen", &e).await;
                             continue;
                         }
                     };
+                    backoff.succeeded("listen");
+                    let Some(slot) = budget.admit(permit, peer.ip()) else {
+                        static PER_CLIENT: iam_join_tower::log_summary::LogSummary =
+                            iam_join_tower::log_summary::LogSummary::new(
+                                iam_join_tower::log_summary::DEFAULT_INTERVAL,
+                            );
+                        PER_CLIENT.record("per_client", |suppressed| {
+                            tracing::warn!(%peer, suppressed, "connection refused: too many from this client");
+                        });
+                        continue; // dropping the socket closes it
+                    };
                     let _ = tcp.set_nodelay(true);
+                    let opened = tokio::time::Instant::now();
+                    let activity = Activity::new(opened);
                     let info = ConnectionInfo { peer, tls: tls.is_some() };
-                    let service = connection_service(stack.clone(), info);
-                    let watcher = graceful.watcher();
+                    let service = connection_service(stack.clone(), info, Arc::clone(&activity));
                     let builder = builder.clone();
                     let tls = tls.clone();
+                    let drain = drain_rx.clone();
                     conns.spawn(async move {
+                        let _slot = slot;
                         let result = match tls {
                             Some(acceptor) => {
-                                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                                let handshake = tokio::time::timeout_at(opened + timeouts.handshake, acceptor.accept(tcp));
+                                match handshake.await {
                                     Ok(Ok(stream)) => {
                                         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                                        watcher.watch(conn.into_owned()).await
+                                        drive(conn, activity, timeouts, drain).await
                                     }
                                     Ok(Err(e)) => {
                                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -433,7 +463,7 @@ impl Proxy {
                             }
                             None => {
                                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
-                                watcher.watch(conn.into_owned()).await
+                                drive(conn, activity, timeouts, drain).await
                             }
                         };
                         if let Err(e) = result {
@@ -444,17 +474,18 @@ impl Proxy {
             }
         }
 
-        // Stop accepting; tell load balancers; let in-flight work finish.
+        // Stop accepting; tell load balancers; let in-flight work finish. Idle connections
+        // (HTTP/1 keep-alive, HTTP/2 without streams) are closed at once.
         drop(listener);
         draining.store(true, Ordering::Relaxed);
         tracing::info!(
-            connections = graceful.count(),
+            connections = conns.len(),
             drain_timeout = ?drain_timeout,
             "shutting down: draining in-flight requests"
         );
         drop(stack);
+        let _ = drain_tx.send(true);
         let drain = async {
-            graceful.shutdown().await;
             while conns.join_next().await.is_some() {}
             tunnels.wait().await;
         };
@@ -472,18 +503,37 @@ impl Proxy {
     }
 }
 
+/// The HTTP/1 and HTTP/2 settings of client connections.
+fn connection_builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        .keep_alive_interval(limits.http2_keep_alive)
+        .keep_alive_timeout(limits.http2_keep_alive);
+    builder
+}
+
 /// The per-connection service: records the peer for the layer (rate limits) and the forwarder
 /// (`X-Forwarded-*`), then runs the layer and the forwarder.
 fn connection_service(
     stack: Stack,
     info: ConnectionInfo,
+    activity: Arc<Activity>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
-    Response = Response<ResponseBody>,
+    Response = Response<TrackedBody>,
     Error = Infallible,
-    Future = impl Future<Output = Result<Response<ResponseBody>, Infallible>> + Send + 'static,
+    Future = impl Future<Output = Result<Response<TrackedBody>, Infallible>> + Send + 'static,
 > + Clone {
     hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        // In flight until the response body is done: the connection is not idle meanwhile.
+        let in_flight = activity.begin();
         req.extensions_mut().insert(ClientAddr(info.peer));
         req.extensions_mut().insert(info);
         let method = req.method().clone();
@@ -499,7 +549,7 @@ fn connection_service(
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "request"
             );
-            Ok(resp)
+            Ok(resp.map(|body| HeldBody::new(body, in_flight)))
         }
     })
 }
@@ -532,27 +582,41 @@ async fn serve_admin(
     state: AdminState,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let budget = ConnectionBudget::new(ADMIN_MAX_CONNECTIONS, ADMIN_MAX_CONNECTIONS);
+    let mut backoff = AcceptBackoff::default();
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             () = crate::forward::until_true(&mut stop) => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            accepted = listener.accept() => {
-                let Ok((tcp, _)) = accepted else {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+            (permit, accepted) = async { (budget.reserve().await, listener.accept().await) } => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        backoff.failed("admin", &e).await;
+                        continue;
+                    }
+                };
+                backoff.succeeded("admin");
+                let Some(slot) = budget.admit(permit, peer.ip()) else {
                     continue;
                 };
                 let state = state.clone();
+                let drain = stop.clone();
                 conns.spawn(async move {
+                    let _slot = slot;
+                    let activity = Activity::new(tokio::time::Instant::now());
+                    let tracked = Arc::clone(&activity);
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let resp = state.handle(&req);
+                        let in_flight = tracked.begin();
+                        let resp = state.handle(&req).map(|b| HeldBody::new(b, in_flight));
                         async move { Ok::<_, Infallible>(resp) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
+                    let conn = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
                         .header_read_timeout(HEADER_READ_TIMEOUT)
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await;
+                        .serve_connection(TokioIo::new(tcp), service);
+                    let _ = drive(conn, activity, ADMIN_TIMEOUTS, drain).await;
                 });
             }
         }

@@ -6,8 +6,15 @@
 //! would be left on a deleted inode. A reload is atomic: a file that does not load leaves the old
 //! policy in force, is logged as an error and counted as
 //! `iam_join_policy_reloads_total{result="error"}`.
+//!
+//! Reloads are serialized ([`PolicyReloader`]): the file watcher and SIGHUP may ask at the same
+//! time, and a reload that read the files before an edit must not finish after one that read
+//! them after it and put the old policy back. Holding one lock from reading the files to
+//! swapping the policy means the reload that reads last also stores last, so the newest files
+//! always win.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use iam_join_tower::IamJoinLayer;
@@ -53,6 +60,38 @@ pub fn reload_policy(
     }
 }
 
+/// Reloads one policy path into one layer, one reload at a time. Cheap to clone; clones share
+/// the lock.
+#[derive(Clone, Debug)]
+pub struct PolicyReloader {
+    layer: IamJoinLayer,
+    path: PathBuf,
+    serial: Arc<Mutex<()>>,
+}
+
+impl PolicyReloader {
+    /// A reloader of `path` into `layer`.
+    pub fn new(layer: IamJoinLayer, path: PathBuf) -> Self {
+        Self {
+            layer,
+            path,
+            serial: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// The token file or directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reloads now, after any reload already running (blocking: call it off the async
+    /// workers). See [`reload_policy`].
+    pub fn reload(&self, reason: &str) -> Result<usize, iam_join_core::policy::PolicyError> {
+        let _one_at_a_time = self.serial.lock().unwrap_or_else(PoisonError::into_inner);
+        reload_policy(&self.layer, &self.path, reason)
+    }
+}
+
 /// Watches a policy path and reloads on change, until dropped.
 #[derive(Debug)]
 pub struct PolicyWatcher {
@@ -73,7 +112,8 @@ impl PolicyWatcher {
     /// # Errors
     ///
     /// The directory cannot be watched.
-    pub fn start(path: PathBuf, layer: IamJoinLayer) -> Result<Self, ProxyError> {
+    pub fn start(reloader: PolicyReloader) -> Result<Self, ProxyError> {
+        let path = reloader.path().to_owned();
         let is_dir = path.is_dir();
         let dir = if is_dir {
             path.clone()
@@ -115,7 +155,8 @@ impl PolicyWatcher {
                         Err(_) => break,
                     }
                 }
-                let _ = reload_policy(&layer, &path, "file change");
+                let reloader = reloader.clone();
+                let _ = tokio::task::spawn_blocking(move || reloader.reload("file change")).await;
             }
         });
         Ok(Self {
@@ -139,4 +180,74 @@ fn is_relevant(event: &Event, file_name: Option<&std::ffi::OsStr>) -> bool {
         p.file_name()
             .is_some_and(|n| n == name || n.to_string_lossy().starts_with(".."))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    const TOKEN: &str = "kind: token\nversion: v2\nmetadata:\n  name: NAME\nspec:\n  roles: [Node]\n  join_method: iam\n  allow:\n    - aws_account: \"111111111111\"\n";
+
+    fn policy(name: &str) -> String {
+        TOKEN.replace("NAME", name)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_reload_of_old_files_never_overwrites_a_newer_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token.yaml");
+        std::fs::write(&path, policy("first")).expect("write");
+        let layer = IamJoinLayer::builder()
+            .audience("reload.example.com")
+            .policy(iam_join_core::policy::TokenPolicy::load(&path).expect("policy"))
+            .build()
+            .expect("layer");
+        let reloader = PolicyReloader::new(layer.clone(), path.clone());
+
+        // The first reload reads a FIFO: it blocks until the test writes the old policy into
+        // it, so it is slow exactly when the test wants.
+        let fifo = dir.path().join("slow.fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        std::fs::rename(&fifo, &path).expect("fifo in place");
+        let slow = {
+            let r = reloader.clone();
+            std::thread::spawn(move || r.reload("slow, read before the edit"))
+        };
+        // Opening the write end waits until the slow reload has opened the read end.
+        let mut writer = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open fifo");
+
+        // The edit, then a second reload that reads it.
+        let tmp = dir.path().join("token.tmp");
+        std::fs::write(&tmp, policy("edited")).expect("write edit");
+        std::fs::rename(&tmp, &path).expect("edit in place");
+        let fresh = {
+            let r = reloader.clone();
+            std::thread::spawn(move || r.reload("after the edit"))
+        };
+        // Give the second reload time to finish if nothing holds it back (as before the fix).
+        std::thread::sleep(Duration::from_millis(300));
+
+        // Now the slow reload gets the old files' contents and finishes.
+        writer
+            .write_all(policy("stale").as_bytes())
+            .expect("feed fifo");
+        drop(writer);
+        slow.join().expect("slow thread").expect("slow reload loads");
+        fresh.join().expect("fresh thread").expect("fresh reload loads");
+
+        let now = layer.policy().load();
+        assert!(
+            now.get("edited").is_some(),
+            "the newest files must win, got {:?}",
+            now.tokens().map(|t| t.name().to_owned()).collect::<Vec<_>>()
+        );
+    }
 }

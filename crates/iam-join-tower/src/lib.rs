@@ -43,6 +43,7 @@ pub mod cache;
 mod error;
 mod future;
 mod layer;
+pub mod log_summary;
 pub mod metrics;
 mod policy;
 pub mod ratelimit;

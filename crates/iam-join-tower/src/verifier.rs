@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 
 use crate::cache::{CachedOutcome, CheckedToken, SharedCache, SharedOutcome};
 use crate::error::Denial;
+use crate::log_summary::{self, LogSummary};
 use crate::metrics::Metrics;
 use crate::policy::PolicyHandle;
 use crate::ratelimit::{
@@ -147,15 +148,21 @@ impl Verifier {
         if let Some(m) = &self.metrics {
             m.request("denied", d.code().as_str(), binding);
         }
-        tracing::info!(
-            target: "iam_join::decision",
-            outcome = "denied",
-            code = d.code().as_str(),
-            reason = d.error.message(),
-            token = token.map(printable_name),
-            binding,
-            client = client.map(|c| c.to_string()),
-        );
+        // Denials are what an attacker repeats: one line per code per interval, with a count
+        // (the metric above has every one).
+        static DENIALS: LogSummary = LogSummary::new(log_summary::DEFAULT_INTERVAL);
+        DENIALS.record(d.code().as_str(), |suppressed| {
+            tracing::info!(
+                target: "iam_join::decision",
+                outcome = "denied",
+                code = d.code().as_str(),
+                reason = d.error.message(),
+                token = token.map(printable_name),
+                binding,
+                client = client.map(|c| c.to_string()),
+                suppressed,
+            );
+        });
     }
 
     async fn verify_inner(
@@ -557,7 +564,10 @@ impl Verifier {
                 if let Some(m) = &self.metrics {
                     m.sts_call(region, "error".to_owned(), secs);
                 }
-                tracing::warn!(region, error = %e, "STS call failed");
+                static STS_FAILURES: LogSummary = LogSummary::new(log_summary::DEFAULT_INTERVAL);
+                STS_FAILURES.record("sts_call", |suppressed| {
+                    tracing::warn!(region, error = %e, suppressed, "STS call failed");
+                });
                 Err(StsFailure::Unavailable { reason: e.0 })
             }
             Ok(resp) => {

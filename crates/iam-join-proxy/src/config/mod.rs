@@ -14,7 +14,12 @@
 //!   url: https://teleport.internal:3080 # required; http:// or https://, no path
 //!   sni: teleport.example.com           # optional: TLS server name to send and verify
 //!   ca_file: /etc/iam-join-proxy/upstream-ca.pem  # optional: trust only these roots
-//!   timeout: 60s                        # until the upstream's response headers (default 60s)
+//!   timeout: 60s                        # from the end of the request body to the response
+//!                                       # headers (default 60s)
+//!   client_body_timeout: 30s            # longest pause in a client's request body (408)
+//!   max_concurrent_requests: 512        # in flight to the upstream; beyond: 503 upstream_busy
+//!   pool_max_idle: 32                   # idle upstream connections kept
+//!   pool_idle_timeout: 30s
 //!   connect_timeout: 5s                 # default 5s
 //!   preserve_host: false                # send the client's Host instead of the upstream's
 //! audience: teleport.example.com        # the audience proofs must be bound to (optional
@@ -47,7 +52,15 @@
 //!   format: json                        # json or human (default human)
 //!   level: info                         # a tracing filter, e.g. "info,iam_join_tower=debug"
 //! challenge_key_file: /etc/iam-join-proxy/challenge.key  # >= 32 bytes; shared by replicas
+//!                                       # (only with redis: a shared key needs a shared store)
 //! drain_timeout: 30s                    # how long in-flight requests may finish on shutdown
+//! connections:                          # hostile or broken clients
+//!   max: 480                            # open at once (default: from the open-files limit)
+//!   max_per_client: 256                 # from one address (IPv6: one /64)
+//!   handshake_timeout: 10s              # TLS handshake + first request's headers
+//!   idle_timeout: 60s                   # no request in flight (HTTP/2: GOAWAY)
+//!   http2_keep_alive: 30s               # PING interval and answer timeout
+//!   http2_max_concurrent_streams: 100
 //! redis:                                # only with the `redis` cargo feature; see [`redis`]
 //!   url: rediss://redis:6379            # or cluster: [...], or sentinel: {master_name, urls}
 //!   username: iam-join                  # ACL user; password_file or password_env, never here
@@ -174,6 +187,8 @@ pub struct Config {
     pub challenge_key_file: Option<PathBuf>,
     /// How long in-flight requests may take to finish on shutdown.
     pub drain_timeout: Duration,
+    /// Limits on client connections (hostile or broken clients).
+    pub connections: ConnectionLimits,
     /// The Redis backend (shared replay store, rate limits and cache).
     #[cfg(feature = "redis")]
     pub redis: Option<RedisSettings>,
@@ -198,13 +213,84 @@ pub struct UpstreamConfig {
     pub sni: Option<String>,
     /// PEM roots to trust instead of the Mozilla (webpki) roots.
     pub ca_file: Option<PathBuf>,
-    /// Time allowed until the upstream's response headers arrive (bodies and upgraded
-    /// connections may stream for longer).
+    /// Time allowed from the end of the request body until the upstream's response headers
+    /// arrive (response bodies and upgraded connections may stream for longer).
     pub timeout: Duration,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
     /// Send the client's `Host` instead of the upstream's.
     pub preserve_host: bool,
+    /// The longest pause allowed while a client's request body is read; a client that stalls
+    /// longer gets `408 request_timeout`. Separate from `timeout`, which only starts once the
+    /// whole request has been sent.
+    pub client_body_timeout: Duration,
+    /// Most requests in flight to the upstream at once; beyond it the proxy answers
+    /// `503 upstream_busy` instead of opening more upstream connections.
+    pub max_concurrent_requests: usize,
+    /// Most idle upstream connections kept for reuse.
+    pub pool_max_idle: usize,
+    /// How long an idle upstream connection is kept.
+    pub pool_idle_timeout: Duration,
+}
+
+/// Limits on client connections, so that clients that connect and then send nothing (or
+/// nothing more) cannot exhaust file descriptors or hold shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionLimits {
+    /// Most client connections open at once on the proxy listener; further clients wait in
+    /// the kernel's accept queue. Default: from the open-files limit (see
+    /// [`ConnectionLimits::from_open_files_limit`]).
+    pub max: usize,
+    /// Most connections open at once from one client address (IPv6: one /64).
+    pub max_per_client: usize,
+    /// Time a new connection has to finish the TLS handshake and send its first request's
+    /// headers (HTTP/1) or preface (HTTP/2).
+    pub handshake_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (HTTP/2: GOAWAY).
+    pub idle_timeout: Duration,
+    /// Interval of HTTP/2 PINGs; a peer that does not answer within the same time is gone.
+    pub http2_keep_alive: Duration,
+    /// Most concurrent streams (requests) on one HTTP/2 connection.
+    pub http2_max_concurrent_streams: u32,
+}
+
+/// File descriptors kept back from client connections: the admin listener, token files,
+/// STS and Redis connections, logs.
+const RESERVED_FILES: u64 = 64;
+
+impl ConnectionLimits {
+    /// The default `max` for a process allowed `open_files` descriptors: half of what is left
+    /// after [`RESERVED_FILES`], since an admitted request holds a client and an upstream socket.
+    pub fn from_open_files_limit(open_files: u64) -> usize {
+        let usable = open_files.saturating_sub(RESERVED_FILES) / 2;
+        usize::try_from(usable.max(8)).unwrap_or(usize::MAX)
+    }
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max: Self::from_open_files_limit(open_files_limit().unwrap_or(1024)),
+            max_per_client: 256,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            http2_keep_alive: Duration::from_secs(30),
+            http2_max_concurrent_streams: 100,
+        }
+    }
+}
+
+/// The soft open-files limit of this process (`RLIMIT_NOFILE`), where the OS tells it without
+/// `unsafe` (Linux `/proc/self/limits`).
+pub fn open_files_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line
+        .trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?;
+    soft.parse().ok()
 }
 
 /// STS settings of the layer.
@@ -284,6 +370,10 @@ impl Default for LogConfig {
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default upstream connect timeout.
 pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default longest pause in a client's request body.
+pub const DEFAULT_CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap on concurrent upstream requests.
+pub const DEFAULT_UPSTREAM_MAX_CONCURRENT: usize = 512;
 /// Default drain time on shutdown.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -488,6 +578,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
 
     let challenge_key_file = raw.challenge_key_file.map(|p| resolve(base, p));
     let drain_timeout = duration(raw.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
+    let connections = validate_connections(raw.connections)?;
 
     #[cfg(feature = "redis")]
     let redis = match raw.redis {
@@ -509,6 +600,18 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             "this iam-join-proxy was built without redis support; rebuild with `--features redis`",
         ));
     }
+    #[cfg(feature = "redis")]
+    let shared_store = redis.is_some();
+    #[cfg(not(feature = "redis"))]
+    let shared_store = false;
+    if challenge_key_file.is_some() && !shared_store {
+        return Err(invalid(
+            "challenge_key_file",
+            "needs redis: without a shared replay store each process keeps its own record of \
+             redeemed challenges, so a challenge signed with a shared key could be redeemed once \
+             on every replica; leave it out (each process then makes its own key) or configure redis",
+        ));
+    }
 
     Ok(Config {
         listen,
@@ -528,6 +631,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         log,
         challenge_key_file,
         drain_timeout,
+        connections,
         #[cfg(feature = "redis")]
         redis,
     })
@@ -594,6 +698,58 @@ fn validate_upstream(raw: raw::RawUpstream, base: &Path) -> Result<UpstreamConfi
             duration(raw.connect_timeout, DEFAULT_UPSTREAM_CONNECT_TIMEOUT),
         )?,
         preserve_host: raw.preserve_host,
+        client_body_timeout: positive(
+            "upstream.client_body_timeout",
+            duration(raw.client_body_timeout, DEFAULT_CLIENT_BODY_TIMEOUT),
+        )?,
+        max_concurrent_requests: at_least_one(
+            "upstream.max_concurrent_requests",
+            raw.max_concurrent_requests
+                .unwrap_or(DEFAULT_UPSTREAM_MAX_CONCURRENT),
+        )?,
+        pool_max_idle: raw.pool_max_idle.unwrap_or(32),
+        pool_idle_timeout: duration(raw.pool_idle_timeout, Duration::from_secs(30)),
+    })
+}
+
+fn at_least_one(field: &str, n: usize) -> Result<usize, ConfigError> {
+    if n == 0 {
+        Err(invalid(field, "must be at least 1"))
+    } else {
+        Ok(n)
+    }
+}
+
+fn validate_connections(raw: raw::RawConnections) -> Result<ConnectionLimits, ConfigError> {
+    let d = ConnectionLimits::default();
+    let streams = raw
+        .http2_max_concurrent_streams
+        .unwrap_or(d.http2_max_concurrent_streams);
+    if streams == 0 {
+        return Err(invalid(
+            "connections.http2_max_concurrent_streams",
+            "must be at least 1",
+        ));
+    }
+    Ok(ConnectionLimits {
+        max: at_least_one("connections.max", raw.max.unwrap_or(d.max))?,
+        max_per_client: at_least_one(
+            "connections.max_per_client",
+            raw.max_per_client.unwrap_or(d.max_per_client),
+        )?,
+        handshake_timeout: positive(
+            "connections.handshake_timeout",
+            duration(raw.handshake_timeout, d.handshake_timeout),
+        )?,
+        idle_timeout: positive(
+            "connections.idle_timeout",
+            duration(raw.idle_timeout, d.idle_timeout),
+        )?,
+        http2_keep_alive: positive(
+            "connections.http2_keep_alive",
+            duration(raw.http2_keep_alive, d.http2_keep_alive),
+        )?,
+        http2_max_concurrent_streams: streams,
     })
 }
 
@@ -867,6 +1023,68 @@ mod tests {
         let r = c.redis.unwrap();
         assert_eq!(r.key_prefix, "iam-join:");
         assert_eq!(r.command_timeout, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_shared_challenge_key_without_redis_is_an_error_saying_why() {
+        let err = load(&format!("{MINIMAL}challenge_key_file: key\n")).unwrap_err();
+        assert_eq!(err.field(), Some("challenge_key_file"));
+        let message = err.to_string();
+        assert!(
+            message.contains("redis") && message.contains("replica"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn connection_and_upstream_limits_parse_and_refuse_zero() {
+        let c = load(&format!(
+            "{MINIMAL}connections: {{max: 100, max_per_client: 5, handshake_timeout: 2s, idle_timeout: 1m, http2_keep_alive: 10s, http2_max_concurrent_streams: 7}}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.connections.max, 100);
+        assert_eq!(c.connections.max_per_client, 5);
+        assert_eq!(c.connections.handshake_timeout, Duration::from_secs(2));
+        assert_eq!(c.connections.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.connections.http2_keep_alive, Duration::from_secs(10));
+        assert_eq!(c.connections.http2_max_concurrent_streams, 7);
+        let c = load(&MINIMAL.replace(
+            "{url: http://127.0.0.1:3080}",
+            "{url: http://127.0.0.1:3080, client_body_timeout: 3s, max_concurrent_requests: 9, pool_max_idle: 2, pool_idle_timeout: 5s}",
+        ))
+        .unwrap();
+        assert_eq!(c.upstream.client_body_timeout, Duration::from_secs(3));
+        assert_eq!(c.upstream.max_concurrent_requests, 9);
+        assert_eq!(c.upstream.pool_max_idle, 2);
+        assert_eq!(c.upstream.pool_idle_timeout, Duration::from_secs(5));
+        for (extra, field) in [
+            ("connections: {max: 0}", "connections.max"),
+            ("connections: {max_per_client: 0}", "connections.max_per_client"),
+            ("connections: {handshake_timeout: 0s}", "connections.handshake_timeout"),
+            ("connections: {idle_timeout: 0}", "connections.idle_timeout"),
+            (
+                "connections: {http2_max_concurrent_streams: 0}",
+                "connections.http2_max_concurrent_streams",
+            ),
+        ] {
+            let err = load(&format!("{MINIMAL}{extra}\n")).unwrap_err();
+            assert_eq!(err.field(), Some(field), "{extra}: {err}");
+        }
+        let err = load(&MINIMAL.replace(
+            "{url: http://127.0.0.1:3080}",
+            "{url: http://127.0.0.1:3080, max_concurrent_requests: 0}",
+        ))
+        .unwrap_err();
+        assert_eq!(err.field(), Some("upstream.max_concurrent_requests"));
+    }
+
+    #[test]
+    fn the_default_connection_cap_follows_the_open_files_limit() {
+        assert_eq!(ConnectionLimits::from_open_files_limit(1024), 480);
+        assert_eq!(ConnectionLimits::from_open_files_limit(128), 32);
+        // Never below a usable minimum, whatever the limit.
+        assert_eq!(ConnectionLimits::from_open_files_limit(10), 8);
+        assert!(open_files_limit().is_some_and(|n| n > 0));
     }
 
     #[cfg(not(feature = "redis"))]

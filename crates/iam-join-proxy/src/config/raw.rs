@@ -48,6 +48,26 @@ pub(crate) struct RawConfig {
     pub(crate) drain_timeout: Option<RawDuration>,
     #[serde(default)]
     pub(crate) redis: Option<RawRedis>,
+    #[serde(default)]
+    pub(crate) connections: RawConnections,
+}
+
+/// Limits on client connections (`connections:`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConnections {
+    #[serde(default)]
+    pub(crate) max: Option<usize>,
+    #[serde(default)]
+    pub(crate) max_per_client: Option<usize>,
+    #[serde(default)]
+    pub(crate) handshake_timeout: Option<RawDuration>,
+    #[serde(default)]
+    pub(crate) idle_timeout: Option<RawDuration>,
+    #[serde(default)]
+    pub(crate) http2_keep_alive: Option<RawDuration>,
+    #[serde(default)]
+    pub(crate) http2_max_concurrent_streams: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +91,14 @@ pub(crate) struct RawUpstream {
     pub(crate) connect_timeout: Option<RawDuration>,
     #[serde(default)]
     pub(crate) preserve_host: bool,
+    #[serde(default)]
+    pub(crate) client_body_timeout: Option<RawDuration>,
+    #[serde(default)]
+    pub(crate) max_concurrent_requests: Option<usize>,
+    #[serde(default)]
+    pub(crate) pool_max_idle: Option<usize>,
+    #[serde(default)]
+    pub(crate) pool_idle_timeout: Option<RawDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
