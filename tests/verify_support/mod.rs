@@ -15,16 +15,16 @@ use iam_join_testkit::front_proxy::{FrontKind, FrontProxy};
 use serde_json::Value;
 
 /// The committed examples, exactly as an operator would copy them.
-pub const NGINX_SITE: &str = include_str!("../../deploy/nginx/iam-join.conf");
+pub(crate) const NGINX_SITE: &str = include_str!("../../deploy/nginx/iam-join.conf");
 /// See [`NGINX_SITE`].
-pub const CADDY_SITE: &str = include_str!("../../deploy/caddy/Caddyfile");
+pub(crate) const CADDY_SITE: &str = include_str!("../../deploy/caddy/Caddyfile");
 
 /// The verifier and app addresses the examples name.
 const EXAMPLE_VERIFIER: &str = "127.0.0.1:8443";
 const EXAMPLE_APP: &str = "127.0.0.1:3080";
 
 /// The identity the seed token admits ([`Who::NodeRole`]), as the app must receive it.
-pub const NODE_IDENTITY: [(&str, &str); 5] = [
+pub(crate) const NODE_IDENTITY: [(&str, &str); 5] = [
     ("x-iam-join-account", "333333333333"),
     (
         "x-iam-join-arn",
@@ -50,21 +50,21 @@ fn substitute(text: &str, pairs: &[(&str, &str)]) -> String {
 }
 
 /// A verifier stack with a real nginx or Caddy in front of its test upstream.
-pub struct Front {
+pub(crate) struct Front {
     /// The verifier (iam-join-proxy + sts-emulator) and the test upstream (the app).
-    pub stack: Stack,
+    pub(crate) stack: Stack,
     /// nginx or Caddy.
-    pub server: FrontProxy,
+    pub(crate) server: FrontProxy,
 }
 
 impl Front {
     /// The default verifier behind `kind`.
-    pub async fn start(kind: FrontKind) -> Self {
+    pub(crate) async fn start(kind: FrontKind) -> Self {
         Self::start_with(kind, "").await
     }
 
     /// A verifier with `extra_config` (top-level YAML) behind `kind`.
-    pub async fn start_with(kind: FrontKind, extra_config: &str) -> Self {
+    pub(crate) async fn start_with(kind: FrontKind, extra_config: &str) -> Self {
         let stack = Stack::start_with(StackOptions {
             // nginx and Caddy name the client in X-Forwarded-For, as deploy/README.md says.
             extra_config: format!("trusted_proxies: [127.0.0.1/32]\n{extra_config}"),
@@ -102,7 +102,7 @@ impl Front {
     }
 
     /// A request through the front proxy.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         method: &str,
         path: &str,
@@ -110,14 +110,13 @@ impl Front {
     ) -> (StatusCode, HeaderMap, Value) {
         let (status, headers, body) =
             request(method, &self.server.url(path), headers, Bytes::new()).await;
-        let json = serde_json::from_slice(&body).unwrap_or_else(|_| {
-            Value::String(String::from_utf8_lossy(&body).into_owned())
-        });
+        let json = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
         (status, headers, json)
     }
 
     /// The same request straight to the verifier's `/verify`, as the front proxy asks it.
-    pub async fn ask_verifier(
+    pub(crate) async fn ask_verifier(
         &self,
         original_uri: &str,
         headers: &[(&str, &str)],
@@ -136,9 +135,13 @@ impl Front {
     }
 
     /// A single-use challenge fetched through the front proxy, as a workload would.
-    pub async fn challenge(&self) -> Binding {
+    pub(crate) async fn challenge(&self) -> Binding {
         let (status, _, body) = self.send("POST", "/v1/iam-join/challenge", &[]).await;
-        assert_eq!(status, StatusCode::OK, "challenge through the front: {body}");
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "challenge through the front: {body}"
+        );
         let challenge = body["challenge"].as_str().expect("challenge").to_owned();
         Binding::Challenge(challenge)
     }
@@ -149,7 +152,7 @@ impl Front {
 }
 
 /// The values of `name` in an upstream echo.
-pub fn echoed<'a>(echo: &'a Value, name: &str) -> Vec<&'a str> {
+pub(crate) fn echoed<'a>(echo: &'a Value, name: &str) -> Vec<&'a str> {
     echo["headers"][name]
         .as_array()
         .map(|vs| vs.iter().filter_map(Value::as_str).collect())
@@ -163,7 +166,7 @@ fn cgi_name(name: &str) -> String {
 
 /// The app got exactly the verified identity: each identity header once, with the verifier's
 /// value, no other `x-iam-join-*` spelling, and no proof anywhere.
-pub fn assert_verified_identity_only(echo: &Value, proof: &str) {
+pub(crate) fn assert_verified_identity_only(echo: &Value, proof: &str) {
     for (name, value) in NODE_IDENTITY {
         assert_eq!(echoed(echo, name), vec![value], "{name} in {echo}");
     }
@@ -178,7 +181,8 @@ pub fn assert_verified_identity_only(echo: &Value, proof: &str) {
         if cgi.starts_with("x-iam-join") {
             assert!(
                 name.as_str() == cgi
-                    && (NODE_IDENTITY.iter().any(|(n, _)| *n == cgi) || cgi == "x-iam-join-user-id"),
+                    && (NODE_IDENTITY.iter().any(|(n, _)| *n == cgi)
+                        || cgi == "x-iam-join-user-id"),
                 "{name} reached the app: {echo}"
             );
         }
@@ -191,7 +195,7 @@ pub fn assert_verified_identity_only(echo: &Value, proof: &str) {
 
 /// An admitted request reaches the app with the verified identity and without the proof, in
 /// either carrier; the app's own Authorization passes when the proof is in X-IAM-Join-Proof.
-pub async fn admitted_request_reaches_the_app(front: &Front) {
+pub(crate) async fn admitted_request_reaches_the_app(front: &Front) {
     let token = audience_proof(Who::NodeRole);
     let (k, v) = bearer(&token);
     let (status, _, echo) = front.send("GET", "/webapi/sites?x=1", &[(k, &v)]).await;
@@ -215,11 +219,14 @@ pub async fn admitted_request_reaches_the_app(front: &Front) {
     assert_eq!(status, StatusCode::OK, "{echo}\n{}", front.context());
     assert_eq!(echo["method"], "POST");
     assert_verified_identity_only(&echo, &token);
-    assert_eq!(echoed(&echo, "authorization"), vec!["Bearer upstream-session"]);
+    assert_eq!(
+        echoed(&echo, "authorization"),
+        vec!["Bearer upstream-session"]
+    );
 }
 
 /// Identity headers a client might forge, in the spellings an app could read as its own.
-pub const FORGED: &[&str] = &[
+pub(crate) const FORGED: &[&str] = &[
     "X-IAM-Join-Account",
     "x-iam-join-arn",
     "X-Iam-Join-User-Id",
@@ -237,7 +244,7 @@ pub const FORGED: &[&str] = &[
 
 /// Forged identity headers never arrive: not alongside an admitted proof (the verified values
 /// replace them), and not at all without one (the request is refused).
-pub async fn forged_identity_headers_never_arrive(front: &Front) {
+pub(crate) async fn forged_identity_headers_never_arrive(front: &Front) {
     let token = audience_proof(Who::NodeRole);
     let (k, v) = bearer(&token);
     let forged: Vec<(&str, &str)> = FORGED
@@ -255,13 +262,16 @@ pub async fn forged_identity_headers_never_arrive(front: &Front) {
 
     let (status, _, body) = front.send("GET", "/webapi/sites", &forged).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    assert!(body["error"]["code"].is_string(), "a refusal, not the app: {body}");
+    assert!(
+        body["error"]["code"].is_string(),
+        "a refusal, not the app: {body}"
+    );
 }
 
 /// `/verify` learns the original path (X-Original-URI / X-Forwarded-Uri) and applies the
 /// challenge paths to it: a reusable proof is refused on the join path in any spelling, a
 /// challenge fetched through the front proxy is admitted once.
-pub async fn challenge_path_needs_a_challenge(front: &Front) {
+pub(crate) async fn challenge_path_needs_a_challenge(front: &Front) {
     let (k, v) = bearer(&audience_proof(Who::NodeRole));
     for path in [
         JOIN_PATH,
@@ -287,13 +297,16 @@ pub async fn challenge_path_needs_a_challenge(front: &Front) {
 
     let (status, _, body) = front.send("POST", JOIN_PATH, &[(k, &v)]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "replay: {body}");
-    assert_eq!(body["error"]["code"], expected_code(front, "challenge_reused"));
+    assert_eq!(
+        body["error"]["code"],
+        expected_code(front, "challenge_reused")
+    );
 }
 
 /// The code the client sees for the verifier's `code`: Caddy passes the verifier's answer
 /// through; nginx's auth_request drops the body, so deploy/nginx/iam-join.conf names the
 /// status (see its @iam_join_denied).
-pub fn expected_code(front: &Front, code: &str) -> String {
+pub(crate) fn expected_code(front: &Front, code: &str) -> String {
     let status = match code {
         "missing_proof" | "audience_mismatch" | "proof_expired" | "challenge_invalid"
         | "challenge_reused" | "sts_rejected" => 401,
@@ -325,9 +338,17 @@ async fn assert_refusal_passes_through(
 ) {
     let (direct_status, direct_headers, direct_body) =
         front.ask_verifier("/webapi/sites", headers).await;
-    assert_eq!(direct_body["error"]["code"], code, "{what}: verifier said {direct_body}");
+    assert_eq!(
+        direct_body["error"]["code"], code,
+        "{what}: verifier said {direct_body}"
+    );
     let (status, got, body) = front.send("GET", "/webapi/sites", headers).await;
-    assert_refusal_matches(front, what, (direct_status, &direct_headers, code), (status, &got, &body));
+    assert_refusal_matches(
+        front,
+        what,
+        (direct_status, &direct_headers, code),
+        (status, &got, &body),
+    );
 }
 
 fn assert_refusal_matches(
@@ -337,7 +358,11 @@ fn assert_refusal_matches(
     (status, got, body): (StatusCode, &HeaderMap, &Value),
 ) {
     assert_eq!(status, want_status, "{what}: {body}\n{}", front.context());
-    assert_eq!(body["error"]["code"], expected_code(front, code), "{what}: {body}");
+    assert_eq!(
+        body["error"]["code"],
+        expected_code(front, code),
+        "{what}: {body}"
+    );
     assert!(body["error"]["message"].is_string(), "{what}: {body}");
     assert!(
         got.get("content-type")
@@ -364,9 +389,12 @@ fn assert_refusal_matches(
 
 /// Refusals reach the client with the verifier's status, Retry-After and a JSON error body, and
 /// never reach the app.
-pub async fn refusals_pass_through(front: &Front) {
+pub(crate) async fn refusals_pass_through(front: &Front) {
     let nobody = audience_proof(Who::NodeRole2);
-    let other_audience = proof(Who::NodeRole, Binding::Audience("elsewhere.example.com".into()));
+    let other_audience = proof(
+        Who::NodeRole,
+        Binding::Audience("elsewhere.example.com".into()),
+    );
     let cases: [(&str, Vec<(&str, String)>, &str); 5] = [
         ("no proof", vec![], "missing_proof"),
         (
@@ -402,7 +430,8 @@ pub async fn refusals_pass_through(front: &Front) {
     front.stack.sts.set_fault(sts_emulator::Fault::Throttle);
     let direct = audience_proof(Who::Alice);
     let (k, v) = bearer(&direct);
-    let (want_status, want_headers, want_body) = front.ask_verifier("/webapi/sites", &[(k, &v)]).await;
+    let (want_status, want_headers, want_body) =
+        front.ask_verifier("/webapi/sites", &[(k, &v)]).await;
     assert_eq!(want_body["error"]["code"], "sts_unavailable", "{want_body}");
     let through = proof(Who::Bob, Binding::Audience(iam_join_e2e::AUDIENCE.into()));
     let (k, v) = bearer(&through);
@@ -417,12 +446,17 @@ pub async fn refusals_pass_through(front: &Front) {
 }
 
 /// Past the per-client limit the client gets 429 with Retry-After through the front proxy.
-pub async fn rate_limit_passes_through(kind: FrontKind) {
-    let front = Front::start_with(kind, "rate_limits: {per_client: {per_second: 1, burst: 1}}\n").await;
-    // Fresh proofs are cache misses, so each one needs STS work and spends the client's budget;
+pub(crate) async fn rate_limit_passes_through(kind: FrontKind) {
+    let front = Front::start_with(
+        kind,
+        "rate_limits: {per_client: {per_second: 1, burst: 1}}\n",
+    )
+    .await;
+    // Challenge-bound proofs always need STS work, so each one spends the client's budget
+    // (audience proofs signed in the same second are identical and would be cache hits);
     // bounded: the burst is 1, so one of the first few must be limited.
     for attempt in 0..20 {
-        let (k, v) = bearer(&audience_proof(Who::NodeRole));
+        let (k, v) = bearer(&proof(Who::NodeRole, front.challenge().await));
         let (status, got, body) = front.send("GET", "/webapi/sites", &[(k, &v)]).await;
         if status == StatusCode::TOO_MANY_REQUESTS {
             let mut want = HeaderMap::new();

@@ -200,7 +200,8 @@ fn spawn(kind: FrontKind, dir: &Path, port: u16, site: &str) -> Result<Child, St
         }
         FrontKind::Caddy => {
             let caddyfile = dir.join("Caddyfile");
-            fs::write(&caddyfile, format!("{}{site}", caddy_globals(dir))).expect("write Caddyfile");
+            fs::write(&caddyfile, format!("{}{site}", caddy_globals(dir)))
+                .expect("write Caddyfile");
             command
                 .arg("run")
                 .arg("--config")
