@@ -35,6 +35,20 @@ impl FrontKind {
             Self::Caddy => "caddy",
         }
     }
+
+    /// The program on `PATH`, else in `/usr/sbin` (where Debian puts nginx, and which is not
+    /// on every user's `PATH`).
+    fn command(self) -> Command {
+        let name = self.program();
+        let on_path = std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()));
+        let sbin = Path::new("/usr/sbin").join(name);
+        if !on_path && sbin.is_file() {
+            Command::new(sbin)
+        } else {
+            Command::new(name)
+        }
+    }
 }
 
 /// A running nginx or Caddy on `127.0.0.1:<port>`, killed (and its directory removed) on drop.
@@ -184,7 +198,7 @@ fn running_as_root() -> bool {
 }
 
 fn spawn(kind: FrontKind, dir: &Path, port: u16, site: &str) -> Result<Child, String> {
-    let mut command = Command::new(kind.program());
+    let mut command = kind.command();
     match kind {
         FrontKind::Nginx => {
             fs::write(dir.join("site.conf"), site).expect("write site.conf");
