@@ -6,13 +6,15 @@
 //! - [`sign`]: proofs signed by hand with aws-sigv4, for shapes the client library refuses to
 //!   make;
 //! - [`http`]: an echo inner service and a one-shot sender through an `IamJoinLayer`;
-//! - [`redis_server`]: a real `redis-server` on a free loopback port, killed on drop.
+//! - [`redis_server`]: a real `redis-server` on a free loopback port, killed on drop;
+//! - [`front_proxy`]: a real nginx or Caddy on a free loopback port, for `/verify` mode.
 //!
 //! Dev-only: used as a dev-dependency (or by the test-only and bench-only crates), never
 //! published. Helpers panic with a message instead of returning errors.
 #![deny(unsafe_code, unreachable_pub)]
 #![warn(missing_docs)]
 
+pub mod front_proxy;
 pub mod http;
 pub mod identities;
 pub mod policy;
