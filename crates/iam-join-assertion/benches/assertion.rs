@@ -9,7 +9,6 @@ mod support;
 use std::hint::black_box;
 use std::time::Duration;
 
-use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use iam_join_assertion::{
     AssertionConfig, AssertionSigner, AssertionVerifier, KeySet, SigningAlgorithm, StaticJwks,
@@ -37,7 +36,7 @@ fn signing(c: &mut Criterion) {
         let verifier = AssertionVerifier::new(
             "https://iam-join.example",
             "orders-api",
-            StaticJwks(Bytes::from(signer.jwks_json())),
+            StaticJwks(signer.jwks_json()),
         );
         let token = signer.sign(&identity, now).unwrap().value;
         let token = token.to_str().unwrap().to_owned();

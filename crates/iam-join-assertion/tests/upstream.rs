@@ -26,7 +26,7 @@ fn signer_with(keys: KeySet) -> Arc<AssertionSigner> {
     Arc::new(AssertionSigner::new(config, keys))
 }
 
-fn signer(algorithm: SigningAlgorithm) -> Arc<AssertionSigner> {
+fn new_signer(algorithm: SigningAlgorithm) -> Arc<AssertionSigner> {
     signer_with(KeySet::generate(algorithm).unwrap())
 }
 
@@ -53,8 +53,8 @@ fn tamper(token: &str, part: usize, edit: impl FnOnce(&mut serde_json::Value)) -
 
 #[tokio::test]
 async fn bad_assertions_are_refused_each_with_its_own_error() {
-    let signer = signer(SigningAlgorithm::Es256);
-    let other = signer(SigningAlgorithm::Es256);
+    let signer = new_signer(SigningAlgorithm::Es256);
+    let other = new_signer(SigningAlgorithm::Es256);
     let base = support::serve_jwks(signer.clone()).await;
     let jwks_url = format!("{base}/.well-known/jwks.json");
     let verifier = AssertionVerifier::from_jwks_url(ISSUER, "orders-api", &jwks_url).unwrap();
@@ -243,7 +243,7 @@ async fn an_unreachable_jwks_is_a_retryable_503_not_a_401() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed = listener.local_addr().unwrap();
     drop(listener);
-    let signer = signer(SigningAlgorithm::Es256);
+    let signer = new_signer(SigningAlgorithm::Es256);
     let verifier = AssertionVerifier::from_jwks_url(
         ISSUER,
         "orders-api",
@@ -292,7 +292,7 @@ async fn call(app: &axum::Router, assertions: &[&str]) -> (StatusCode, String) {
 
 #[tokio::test]
 async fn the_layer_admits_valid_assertions_and_answers_refusals_with_json_codes() {
-    let signer = signer(SigningAlgorithm::EdDsa);
+    let signer = new_signer(SigningAlgorithm::EdDsa);
     let verifier = Arc::new(AssertionVerifier::new(
         ISSUER,
         "orders-api",
@@ -328,7 +328,7 @@ async fn the_extractor_without_the_layer_refuses_rather_than_admits() {
         assertion.arn().to_owned()
     }
     let app = axum::Router::new().route("/whoami", axum::routing::get(whoami));
-    let signer = signer(SigningAlgorithm::Es256);
+    let signer = new_signer(SigningAlgorithm::Es256);
     let (status, body) = call(&app, &[&assertion_at(&signer, now())]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.contains("assertion_missing"), "{body}");

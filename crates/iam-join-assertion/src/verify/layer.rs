@@ -94,9 +94,14 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let verifier = self.verifier.clone();
-        let header = self.header.clone();
+        // Read the header before the future, so the request is not borrowed across an await.
+        let assertion = assertion_header(&self.header, request.headers());
         Box::pin(async move {
-            match verify_request(&verifier, &header, &request).await {
+            let verified = match assertion {
+                Ok(assertion) => verifier.verify(&assertion, OffsetDateTime::now_utc()).await,
+                Err(refusal) => Err(refusal),
+            };
+            match verified {
                 Ok(verified) => {
                     request.extensions_mut().insert(verified);
                     inner.call(request).await
@@ -107,22 +112,23 @@ where
     }
 }
 
-async fn verify_request<B>(
-    verifier: &AssertionVerifier,
+/// The one assertion header's value; two headers are refused rather than one picked.
+fn assertion_header(
     header: &HeaderName,
-    request: &Request<B>,
-) -> Result<super::VerifiedAssertion, AssertionError> {
-    let mut values = request.headers().get_all(header).iter();
+    headers: &http::HeaderMap,
+) -> Result<String, AssertionError> {
+    let mut values = headers.get_all(header).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
-        return Err(match request.headers().contains_key(header) {
-            true => AssertionError::Malformed("more than one assertion header"),
-            false => AssertionError::Missing,
+        return Err(if headers.contains_key(header) {
+            AssertionError::Malformed("more than one assertion header")
+        } else {
+            AssertionError::Missing
         });
     };
-    let assertion = value
+    value
         .to_str()
-        .map_err(|_| AssertionError::Malformed("header is not ASCII"))?;
-    verifier.verify(assertion, OffsetDateTime::now_utc()).await
+        .map(str::to_owned)
+        .map_err(|_| AssertionError::Malformed("header is not ASCII"))
 }
 
 #[cfg(feature = "axum")]
