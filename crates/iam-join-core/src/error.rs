@@ -129,9 +129,9 @@ impl ErrorCode {
             Self::MethodNotAllowed => 405,
             Self::RateLimited => 429,
             Self::UpstreamUnavailable => 502,
-            Self::StsUnavailable | Self::ReplayStoreUnavailable | Self::OrganizationsUnavailable => {
-                503
-            }
+            Self::StsUnavailable
+            | Self::ReplayStoreUnavailable
+            | Self::OrganizationsUnavailable => 503,
             Self::UpstreamTimeout => 504,
         }
     }
