@@ -321,14 +321,12 @@ impl Proxy {
         #[cfg(feature = "redis")]
         if let Some(r) = &config.redis {
             use iam_join_tower::redis::RedisBackend;
-            let backend = RedisBackend::connect(
-                crate::config::redis::backend_config(r)?,
-                config.rate_limits,
-            )
-            .await
-            .map_err(|e| ProxyError::Redis(e.to_string()))?
-            // Wait for another replica's STS call about as long as our own could take.
-            .with_fill_wait(config.sts.timeout);
+            let backend =
+                RedisBackend::connect(crate::config::redis::backend_config(r)?, config.rate_limits)
+                    .await
+                    .map_err(|e| ProxyError::Redis(e.to_string()))?
+                    // Wait for another replica's STS call about as long as our own could take.
+                    .with_fill_wait(config.sts.timeout);
             builder = builder
                 .replay_store(backend.replay_store())
                 .rate_limiter(backend.rate_limiter())

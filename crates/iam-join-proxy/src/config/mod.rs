@@ -1014,7 +1014,10 @@ mod tests {
         let err = load(&format!("{MINIMAL}redis: {{url: redis://r:6379}}\n")).unwrap_err();
         assert_eq!(err.field(), Some("challenge_key_file"));
         let with_key = format!("{MINIMAL}challenge_key_file: key\n");
-        let err = load(&format!("{with_key}redis: {{url: 'rediss://r:6379/#insecure'}}\n")).unwrap_err();
+        let err = load(&format!(
+            "{with_key}redis: {{url: 'rediss://r:6379/#insecure'}}\n"
+        ))
+        .unwrap_err();
         assert_eq!(err.field(), Some("redis.url"));
         let c = load(&format!(
             "{with_key}redis: {{url: redis://r:6379, command_timeout: 100ms}}\n"
