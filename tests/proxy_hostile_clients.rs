@@ -299,7 +299,12 @@ async fn upstream_requests_beyond_the_cap_get_503_upstream_busy() {
         assert_eq!(json["error"]["code"], "upstream_busy");
         busy += 1;
     }
-    assert_eq!(upstream.inside.load(Ordering::SeqCst), 3);
+    let inside = Arc::clone(&upstream.inside);
+    iam_join_e2e::eventually("the three admitted requests reach the upstream", || {
+        let inside = Arc::clone(&inside);
+        async move { inside.load(Ordering::SeqCst) == 3 }
+    })
+    .await;
     upstream.release.send_replace(true);
     while let Some(done) = tokio::time::timeout(PATIENCE, calls.join_next())
         .await
