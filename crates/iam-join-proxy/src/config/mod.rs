@@ -1045,8 +1045,14 @@ mod tests {
         assert_eq!(c.upstream.pool_idle_timeout, Duration::from_secs(5));
         for (extra, field) in [
             ("connections: {max: 0}", "connections.max"),
-            ("connections: {max_per_client: 0}", "connections.max_per_client"),
-            ("connections: {handshake_timeout: 0s}", "connections.handshake_timeout"),
+            (
+                "connections: {max_per_client: 0}",
+                "connections.max_per_client",
+            ),
+            (
+                "connections: {handshake_timeout: 0s}",
+                "connections.handshake_timeout",
+            ),
             ("connections: {idle_timeout: 0}", "connections.idle_timeout"),
             (
                 "connections: {http2_max_concurrent_streams: 0}",
