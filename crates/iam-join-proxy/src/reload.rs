@@ -228,10 +228,7 @@ mod tests {
         let tmp = dir.path().join("token.tmp");
         std::fs::write(&tmp, policy("edited")).expect("write edit");
         std::fs::rename(&tmp, &path).expect("edit in place");
-        let fresh = {
-            let r = reloader.clone();
-            std::thread::spawn(move || r.reload("after the edit"))
-        };
+        let fresh = std::thread::spawn(move || reloader.reload("after the edit"));
         // Give the second reload time to finish if nothing holds it back (as before the fix).
         std::thread::sleep(Duration::from_millis(300));
 
@@ -240,14 +237,21 @@ mod tests {
             .write_all(policy("stale").as_bytes())
             .expect("feed fifo");
         drop(writer);
-        slow.join().expect("slow thread").expect("slow reload loads");
-        fresh.join().expect("fresh thread").expect("fresh reload loads");
+        slow.join()
+            .expect("slow thread")
+            .expect("slow reload loads");
+        fresh
+            .join()
+            .expect("fresh thread")
+            .expect("fresh reload loads");
 
         let now = layer.policy().load();
         assert!(
             now.get("edited").is_some(),
             "the newest files must win, got {:?}",
-            now.tokens().map(|t| t.name().to_owned()).collect::<Vec<_>>()
+            now.tokens()
+                .map(|t| t.name().to_owned())
+                .collect::<Vec<_>>()
         );
     }
 }

@@ -578,7 +578,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
 
     let challenge_key_file = raw.challenge_key_file.map(|p| resolve(base, p));
     let drain_timeout = duration(raw.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
-    let connections = validate_connections(raw.connections)?;
+    let connections = validate_connections(&raw.connections)?;
 
     #[cfg(feature = "redis")]
     let redis = match raw.redis {
@@ -720,7 +720,7 @@ fn at_least_one(field: &str, n: usize) -> Result<usize, ConfigError> {
     }
 }
 
-fn validate_connections(raw: raw::RawConnections) -> Result<ConnectionLimits, ConfigError> {
+fn validate_connections(raw: &raw::RawConnections) -> Result<ConnectionLimits, ConfigError> {
     let d = ConnectionLimits::default();
     let streams = raw
         .http2_max_concurrent_streams
@@ -1062,8 +1062,14 @@ mod tests {
         assert_eq!(c.upstream.pool_idle_timeout, Duration::from_secs(5));
         for (extra, field) in [
             ("connections: {max: 0}", "connections.max"),
-            ("connections: {max_per_client: 0}", "connections.max_per_client"),
-            ("connections: {handshake_timeout: 0s}", "connections.handshake_timeout"),
+            (
+                "connections: {max_per_client: 0}",
+                "connections.max_per_client",
+            ),
+            (
+                "connections: {handshake_timeout: 0s}",
+                "connections.handshake_timeout",
+            ),
             ("connections: {idle_timeout: 0}", "connections.idle_timeout"),
             (
                 "connections: {http2_max_concurrent_streams: 0}",
