@@ -253,6 +253,13 @@ pub(crate) async fn forged_identity_headers_never_arrive(front: &Front) {
         .chain([("X-IAM-Join-Account", "444444444444")])
         .collect();
     let mut headers = forged.clone();
+    if front.server.kind() == FrontKind::Caddy {
+        // Caddy clears the whole prefix; nginx can clear named headers only (see its config).
+        headers.extend([
+            ("X-IAM-Join-Extra", "forged"),
+            ("x_iam_join_debug", "forged"),
+        ]);
+    }
     headers.push((k, &v));
     let (status, _, echo) = front.send("GET", "/webapi/sites", &headers).await;
     assert_eq!(status, StatusCode::OK, "{echo}\n{}", front.context());
