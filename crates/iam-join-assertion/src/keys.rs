@@ -45,6 +45,7 @@ impl SigningAlgorithm {
         }
     }
 
+    #[cfg(feature = "verifier")]
     pub(crate) const fn from_jws(algorithm: Algorithm) -> Option<Self> {
         match algorithm {
             Algorithm::ES256 => Some(Self::Es256),
