@@ -40,6 +40,7 @@ fn generous() -> RateLimits {
         per_client: Some(lots),
         sts_budget: Some(lots),
         per_account: None,
+        ..RateLimits::none()
     }
 }
 
@@ -327,6 +328,7 @@ async fn cluster_shares_challenges_limits_and_cache_and_survives_a_master_restar
         }),
         sts_budget: None,
         per_account: None,
+        ..RateLimits::none()
     };
     let limited = RedisBackend::connect(
         servers_config(RedisServers::Cluster(cluster.urls()), "cl:"),
