@@ -475,10 +475,11 @@ fn verifier_logs_hold_no_proof_signature_secret_or_challenge() {
     if let Some(path) = std::env::var_os("IAM_JOIN_LOG_DUMP") {
         std::fs::write(path, &log).unwrap();
     }
-    // Not vacuous: one decision event per verified request, with outcome and code.
+    // Not vacuous: one decision event per admitted request, and the first denial of each kind
+    // (repeated denials are summarised, one line per kind and interval with `suppressed=N`).
     let decisions = log.matches("iam_join::decision").count();
     assert!(
-        decisions >= 30,
+        decisions >= 20,
         "only {decisions} decision events were captured:\n{log}"
     );
     for needle in [

@@ -100,6 +100,8 @@ async fn run(path: &Path) -> ExitCode {
         Err(code) => return code,
     };
     telemetry::init_logging(&config.log);
+    // Before bind: bind logs "ready", and a signal after that must meet our handler.
+    let signals = StopSignals::install();
     let proxy = match Proxy::bind(config).await {
         Ok(p) => p,
         Err(e) => {
@@ -108,7 +110,6 @@ async fn run(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let signals = StopSignals::install();
     reload_on_sighup(proxy.handle());
     match proxy.serve(shutdown_signal(signals)).await {
         Ok(()) => ExitCode::SUCCESS,

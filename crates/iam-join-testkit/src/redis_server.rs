@@ -37,6 +37,9 @@ impl TestPki {
     /// # Panics
     /// If a certificate cannot be made or written.
     pub fn generate() -> Self {
+        // Clients of these TLS servers (redis-rs) use the process-level rustls provider, which
+        // rustls cannot choose itself when the workspace compiles both ring and aws-lc-rs.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("a temporary directory");
         let ca = ca("iam-join test CA");
         let other = ca_params("unrelated test CA");

@@ -313,7 +313,23 @@ pub struct KeyIdDigest([u8; 16]);
 impl KeyIdDigest {
     /// The digest of `access_key_id`.
     pub fn of(access_key_id: &str) -> Self {
-        let full = Sha256::digest(access_key_id.as_bytes());
+        Self::of_parts(access_key_id, "")
+    }
+
+    /// The digest of a key id with its session token (empty for long-term keys): what STS's
+    /// `InvalidClientTokenId` is remembered against.
+    pub fn of_credentials(access_key_id: &str, session_token: &str) -> Self {
+        Self::of_parts(access_key_id, session_token)
+    }
+
+    fn of_parts(access_key_id: &str, session_token: &str) -> Self {
+        let mut h = Sha256::new();
+        h.update(access_key_id.as_bytes());
+        if !session_token.is_empty() {
+            h.update([0u8]);
+            h.update(session_token.as_bytes());
+        }
+        let full = h.finalize();
         let mut d = [0u8; 16];
         d.copy_from_slice(&full[..16]);
         Self(d)
@@ -383,8 +399,13 @@ impl RecentVerdicts {
 
     /// Whether to refuse this key id without asking STS: STS called it invalid within the
     /// negative TTL and the policy has not admitted it since.
-    pub fn refuses(&self, key: KeyIdDigest) -> bool {
-        self.invalid_key_ids.contains_key(&key) && !self.admitted.contains_key(&Admitted::Key(key))
+    ///
+    /// `credentials` is the digest of the key id *and* session token STS called invalid: a
+    /// made-up session token on a real key id only blocks itself, never the workload's own
+    /// temporary credentials (anyone can read a key id off a proof).
+    pub fn refuses(&self, credentials: KeyIdDigest, key: KeyIdDigest) -> bool {
+        self.invalid_key_ids.contains_key(&credentials)
+            && !self.admitted.contains_key(&Admitted::Key(key))
     }
 }
 
@@ -583,9 +604,9 @@ mod tests {
         );
         let home: IpAddr = "192.0.2.1".parse().unwrap();
         let elsewhere: IpAddr = "198.51.100.1".parse().unwrap();
-        assert!(!v.refuses(bad) && !v.admitted_recently(bad, Some(home)));
+        assert!(!v.refuses(bad, bad) && !v.admitted_recently(bad, Some(home)));
         v.record_invalid_key_id(bad);
-        assert!(v.refuses(bad));
+        assert!(v.refuses(bad, bad));
         v.record_admitted(good, Some(home));
         assert!(v.admitted_recently(good, Some(elsewhere)));
         assert!(
@@ -596,10 +617,10 @@ mod tests {
         assert!(!v.admitted_recently(bad, None));
         v.record_invalid_key_id(good);
         assert!(
-            !v.refuses(good),
+            !v.refuses(good, good),
             "an admitted key id is never refused locally"
         );
         v.record_admitted(bad, None);
-        assert!(!v.refuses(bad));
+        assert!(!v.refuses(bad, bad));
     }
 }

@@ -386,7 +386,7 @@ impl Verifier {
         client: Option<IpAddr>,
     ) -> Result<(), Denial> {
         let key = KeyIdDigest::of(checked.access_key_id());
-        if self.verdicts.refuses(key) {
+        if self.verdicts.refuses(credentials_digest(checked), key) {
             if let Some(m) = &self.metrics {
                 m.rate_limited(REJECTED_KEY_ID_LABEL);
             }
@@ -583,8 +583,7 @@ impl Verifier {
                 if let Err(StsFailure::Rejected { code }) = &parsed
                     && code == INVALID_CLIENT_TOKEN_ID
                 {
-                    self.verdicts
-                        .record_invalid_key_id(KeyIdDigest::of(checked.access_key_id()));
+                    self.verdicts.record_invalid_key_id(credentials_digest(checked));
                 }
                 parsed
             }
@@ -595,4 +594,22 @@ impl Verifier {
 /// Token names come from a client header: print them bounded.
 fn printable_name(s: &str) -> String {
     s.chars().take(64).filter(|c| !c.is_control()).collect()
+}
+
+/// The key id and session token of a proof, digested: STS's `InvalidClientTokenId` is a verdict on
+/// this pair, not on the key id alone (a forged session token next to a real key id gets it too).
+fn credentials_digest(checked: &SignedStsRequest) -> KeyIdDigest {
+    let from_header = checked
+        .headers()
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-security-token"))
+        .map(|(_, value)| value.as_str());
+    let from_query = || {
+        let query = checked.path_and_query().split_once('?')?.1;
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("X-Amz-Security-Token="))
+    };
+    let token = from_header.or_else(from_query).unwrap_or("");
+    KeyIdDigest::of_credentials(checked.access_key_id(), token)
 }

@@ -91,7 +91,7 @@ async fn an_admitted_client_spends_the_reserved_share_in_redis_when_junk_took_th
     assert_eq!(again.code, None, "{:?}", again.body);
     let keys = assert_all_keys_expire(&redis, "t21:").await;
     assert!(
-        keys.iter().any(|k| k == "t21:rl:sts_budget_reserved:sts"),
+        keys.iter().any(|k| k == "t21:rl:sts_budget_reserved:{sts}"),
         "{keys:?}"
     );
 }

@@ -89,6 +89,15 @@ impl Connector {
                 "TLS settings (CA, client certificate) need rediss:// URLs",
             ));
         }
+        // redis-rs builds its rustls client from the process-level provider; with both ring and
+        // aws-lc-rs compiled in (aws-config brings the latter) rustls cannot pick one and would
+        // panic on the first connection. Say so at set-up instead; the binary installs ring.
+        if any_tls && rustls::crypto::CryptoProvider::get_default().is_none() {
+            return Err(RedisSetupError::InvalidConfig(
+                "rediss:// needs a process-level rustls CryptoProvider \
+                 (rustls::crypto::ring::default_provider().install_default())",
+            ));
+        }
         match &config.servers {
             RedisServers::Primary(_) => {
                 let info = infos
