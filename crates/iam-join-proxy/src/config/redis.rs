@@ -470,6 +470,8 @@ mod tests {
 
     #[test]
     fn files_are_read_with_field_named_errors_and_secrets_kept_out_of_them() {
+        // As the binary's main does: redis-rs's TLS uses the process-level rustls provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let pw = dir.path().join("pw");
         std::fs::write(&pw, "s3cret-pa55\n").unwrap();
