@@ -45,6 +45,7 @@ mod future;
 mod layer;
 pub mod log_summary;
 pub mod metrics;
+pub mod organizations;
 mod policy;
 pub mod ratelimit;
 #[cfg(feature = "redis")]

@@ -17,6 +17,7 @@ pub struct Metrics {
     rate_limited: Counter<u64>,
     challenges: Counter<u64>,
     policy_reloads: Counter<u64>,
+    org_lookups: Counter<u64>,
     _cache_entries: Option<Arc<ObservableGauge<u64>>>,
 }
 
@@ -77,6 +78,10 @@ impl Metrics {
                 .u64_counter("iam_join_policy_reloads_total")
                 .with_description("Token policy reloads")
                 .build(),
+            org_lookups: meter
+                .u64_counter("iam_join_org_lookups_total")
+                .with_description("AWS Organizations lookups: member, not_member or unavailable")
+                .build(),
             _cache_entries: gauge,
         }
     }
@@ -128,5 +133,11 @@ impl Metrics {
     pub fn policy_reload(&self, result: &'static str) {
         self.policy_reloads
             .add(1, &[KeyValue::new("result", result)]);
+    }
+
+    /// An AWS Organizations lookup the policy needed: `member`, `not_member` or `unavailable`
+    /// (never the account).
+    pub fn org_lookup(&self, result: &'static str) {
+        self.org_lookups.add(1, &[KeyValue::new("result", result)]);
     }
 }
