@@ -301,26 +301,26 @@ impl Verifier {
         let token = policy
             .authorize_with_org(token_name, &subject, org.as_ref(), now)
             .map_err(|d| {
-            let (code, msg) = match d {
-                PolicyDenial::UnknownToken => (
-                    ErrorCode::UnknownToken,
-                    format!("no iam join token named {:?}", printable_name(token_name)),
-                ),
-                PolicyDenial::TokenExpired => (
-                    ErrorCode::TokenExpired,
-                    format!("join token {:?} has expired", printable_name(token_name)),
-                ),
-                _ => (
-                    ErrorCode::NotAllowed,
-                    format!(
-                        "identity in account {} matches no allow rule of token {:?}",
-                        identity.account(),
-                        printable_name(token_name)
+                let (code, msg) = match d {
+                    PolicyDenial::UnknownToken => (
+                        ErrorCode::UnknownToken,
+                        format!("no iam join token named {:?}", printable_name(token_name)),
                     ),
-                ),
-            };
-            Denial::from(VerifyError::new(code, msg))
-        })?;
+                    PolicyDenial::TokenExpired => (
+                        ErrorCode::TokenExpired,
+                        format!("join token {:?} has expired", printable_name(token_name)),
+                    ),
+                    _ => (
+                        ErrorCode::NotAllowed,
+                        format!(
+                            "identity in account {} matches no allow rule of token {:?}",
+                            identity.account(),
+                            printable_name(token_name)
+                        ),
+                    ),
+                };
+                Denial::from(VerifyError::new(code, msg))
+            })?;
         self.limit(LimitScope::Account, identity.account()).await?;
         Ok(VerifiedIdentity {
             identity: (**identity).clone(),

@@ -158,7 +158,11 @@ async fn concurrent_lookups_of_one_new_account_make_one_chain_of_calls_then_hits
     let aws = emulator().await;
     let lookup = cached(&aws);
     let answers = join_all((0..1000).map(|_| lookup.lookup("333333333333"))).await;
-    assert!(answers.iter().all(|a| matches!(a, Ok(Some(info)) if info.organization_id == ORG)));
+    assert!(
+        answers
+            .iter()
+            .all(|a| matches!(a, Ok(Some(info)) if info.organization_id == ORG))
+    );
     // One DescribeAccount and one ListParents per level (child OU → parent OU → root).
     assert_eq!(aws.org_calls(), 4);
     for _ in 0..100 {
@@ -219,7 +223,12 @@ async fn assert_unavailable(fault: OrgFault) {
     let layer = layer(&aws, cached(&aws));
     for attempt in 1..=2 {
         let r = join(&layer, "org-only", &node()).await;
-        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{fault:?}: {}", r.json);
+        assert_eq!(
+            r.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{fault:?}: {}",
+            r.json
+        );
         assert_eq!(r.code(), "organizations_unavailable");
         assert!(r.headers.contains_key(http::header::RETRY_AFTER));
         // Nothing was cached: every attempt asks again.

@@ -108,7 +108,10 @@ mod tests {
     const MINIMAL: &str = "listen: 127.0.0.1:8443\nupstream: {url: http://127.0.0.1:3080}\naudience: my-cluster\ntokens: tokens/\n";
 
     fn load(extra: &str) -> Result<Config, crate::config::ConfigError> {
-        Config::from_yaml_str(&format!("{MINIMAL}{extra}"), Path::new("/etc/iam-join-proxy"))
+        Config::from_yaml_str(
+            &format!("{MINIMAL}{extra}"),
+            Path::new("/etc/iam-join-proxy"),
+        )
     }
 
     #[cfg(feature = "organizations")]
@@ -127,7 +130,10 @@ mod tests {
         .unwrap();
         let o = c.organizations.unwrap();
         assert_eq!(o.region, "us-gov-west-1");
-        assert_eq!(o.role_arn.as_deref(), Some("arn:aws:iam::111111111111:role/r"));
+        assert_eq!(
+            o.role_arn.as_deref(),
+            Some("arn:aws:iam::111111111111:role/r")
+        );
         assert_eq!(o.cache_ttl, Duration::from_secs(300));
         assert_eq!(o.negative_ttl, Duration::from_secs(10));
         assert!(load("").unwrap().organizations.is_none());
@@ -137,11 +143,26 @@ mod tests {
     #[test]
     fn bad_organizations_fields_name_the_field() {
         let cases = [
-            ("organizations: {region: 'US East'}\n", "organizations.region"),
-            ("organizations: {role_arn: my-role}\n", "organizations.role_arn"),
-            ("organizations: {endpoint_url: ftp://x}\n", "organizations.endpoint_url"),
-            ("organizations: {cache_ttl: 0s}\n", "organizations.cache_ttl"),
-            ("organizations: {negative_ttl: 0}\n", "organizations.negative_ttl"),
+            (
+                "organizations: {region: 'US East'}\n",
+                "organizations.region",
+            ),
+            (
+                "organizations: {role_arn: my-role}\n",
+                "organizations.role_arn",
+            ),
+            (
+                "organizations: {endpoint_url: ftp://x}\n",
+                "organizations.endpoint_url",
+            ),
+            (
+                "organizations: {cache_ttl: 0s}\n",
+                "organizations.cache_ttl",
+            ),
+            (
+                "organizations: {negative_ttl: 0}\n",
+                "organizations.negative_ttl",
+            ),
         ];
         for (yaml, field) in cases {
             let err = load(yaml).unwrap_err();

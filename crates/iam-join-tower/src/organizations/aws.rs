@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use aws_config::sts::AssumeRoleProvider;
+use aws_config::timeout::TimeoutConfig;
 use aws_sdk_organizations::Client;
 use aws_sdk_organizations::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_organizations::types::ParentType;
@@ -212,11 +212,7 @@ mod tests {
             ("", None),
         ];
         for (arn, want) in cases {
-            assert_eq!(
-                organization_of_account_arn(arn).as_deref(),
-                want,
-                "{arn}"
-            );
+            assert_eq!(organization_of_account_arn(arn).as_deref(), want, "{arn}");
         }
     }
 }
