@@ -53,11 +53,13 @@ pub enum ErrorCode {
     UpstreamUnavailable,
     /// The upstream did not answer in time.
     UpstreamTimeout,
+    /// The signed identity assertion for the upstream could not be made; retryable.
+    AssertionUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (for tests, docs and metric pre-registration).
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         Self::MissingProof,
         Self::MalformedProof,
         Self::HostNotAllowed,
@@ -80,6 +82,7 @@ impl ErrorCode {
         Self::NotFound,
         Self::UpstreamUnavailable,
         Self::UpstreamTimeout,
+        Self::AssertionUnavailable,
     ];
 
     /// The stable wire code, e.g. `"malformed_proof"`.
@@ -107,6 +110,7 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::AssertionUnavailable => "assertion_unavailable",
         }
     }
 
@@ -129,9 +133,10 @@ impl ErrorCode {
             Self::MethodNotAllowed => 405,
             Self::RateLimited => 429,
             Self::UpstreamUnavailable => 502,
-            Self::StsUnavailable | Self::ReplayStoreUnavailable | Self::OrganizationsUnavailable => {
-                503
-            }
+            Self::StsUnavailable
+            | Self::ReplayStoreUnavailable
+            | Self::OrganizationsUnavailable
+            | Self::AssertionUnavailable => 503,
             Self::UpstreamTimeout => 504,
         }
     }
@@ -144,6 +149,7 @@ impl ErrorCode {
                 | Self::StsUnavailable
                 | Self::ReplayStoreUnavailable
                 | Self::OrganizationsUnavailable
+                | Self::AssertionUnavailable
         )
     }
 }
