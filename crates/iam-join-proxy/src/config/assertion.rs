@@ -76,8 +76,9 @@ impl AssertionSettings {
     /// A key file is unreadable, not a key, a duplicate, or not of its `alg`.
     pub fn load_keys(&self) -> Result<KeySet, ConfigError> {
         match &self.keys {
-            AssertionKeys::Generate(alg) => KeySet::generate(*alg)
-                .map_err(|e| invalid("assertion.generate", e.to_string())),
+            AssertionKeys::Generate(alg) => {
+                KeySet::generate(*alg).map_err(|e| invalid("assertion.generate", e.to_string()))
+            }
             AssertionKeys::Files(files) => {
                 let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
                 let keys =
@@ -103,14 +104,14 @@ impl AssertionSettings {
 }
 
 pub(crate) fn validate(raw: RawAssertion, base: &Path) -> Result<AssertionSettings, ConfigError> {
-    let mut config = AssertionConfig::new(raw.issuer.clone(), raw.audiences.clone()).map_err(
-        |e| match e {
-            iam_join_assertion::ConfigError::Issuer(_) => {
-                invalid("assertion.issuer", "must be an absolute https:// or http:// URL")
-            }
+    let mut config =
+        AssertionConfig::new(raw.issuer.clone(), raw.audiences.clone()).map_err(|e| match e {
+            iam_join_assertion::ConfigError::Issuer(_) => invalid(
+                "assertion.issuer",
+                "must be an absolute https:// or http:// URL",
+            ),
             _ => invalid("assertion.audiences", "at least one, none empty"),
-        },
-    )?;
+        })?;
     if let Some(life) = raw.life {
         config = config
             .with_lifetime(life.0)
@@ -166,12 +167,15 @@ fn validate_keys(raw: &RawAssertion, base: &Path) -> Result<AssertionKeys, Confi
         (false, false) => {
             if let Some(signing) = &raw.signing_key {
                 let signing = resolve(base, signing.clone());
-                let at = files.iter().position(|(p, _)| *p == signing).ok_or_else(|| {
-                    invalid(
-                        "assertion.signing_key",
-                        format!("{} is not one of assertion.keys", signing.display()),
-                    )
-                })?;
+                let at = files
+                    .iter()
+                    .position(|(p, _)| *p == signing)
+                    .ok_or_else(|| {
+                        invalid(
+                            "assertion.signing_key",
+                            format!("{} is not one of assertion.keys", signing.display()),
+                        )
+                    })?;
                 // The key set signs with its first key.
                 let first = files.remove(at);
                 files.insert(0, first);
@@ -180,4 +184,3 @@ fn validate_keys(raw: &RawAssertion, base: &Path) -> Result<AssertionKeys, Confi
         }
     }
 }
-

@@ -67,6 +67,7 @@
 //!   password_file: /run/secrets/redis-password
 //! ```
 
+pub mod assertion;
 mod raw;
 pub mod redis;
 
@@ -81,6 +82,7 @@ use iam_join_core::StsHostAllowList;
 use iam_join_tower::{Rate, RateLimits};
 use ipnet::IpNet;
 
+pub use self::assertion::{AssertionKeys, AssertionSettings};
 use self::raw::{RawConfig, RawDuration, RawRate};
 pub use self::redis::{PasswordSource, RedisSettings, RedisTopology};
 
@@ -189,6 +191,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Limits on client connections (hostile or broken clients).
     pub connections: ConnectionLimits,
+    /// Signed identity assertions for the upstream, when configured.
+    pub assertion: Option<AssertionSettings>,
     /// The Redis backend (shared replay store, rate limits and cache).
     #[cfg(feature = "redis")]
     pub redis: Option<RedisSettings>,
@@ -579,6 +583,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let challenge_key_file = raw.challenge_key_file.map(|p| resolve(base, p));
     let drain_timeout = duration(raw.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
     let connections = validate_connections(raw.connections)?;
+    let assertion = raw
+        .assertion
+        .map(|a| self::assertion::validate(a, base))
+        .transpose()?;
 
     #[cfg(feature = "redis")]
     let redis = match raw.redis {
@@ -632,6 +640,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         challenge_key_file,
         drain_timeout,
         connections,
+        assertion,
         #[cfg(feature = "redis")]
         redis,
     })
@@ -1014,7 +1023,10 @@ mod tests {
         let err = load(&format!("{MINIMAL}redis: {{url: redis://r:6379}}\n")).unwrap_err();
         assert_eq!(err.field(), Some("challenge_key_file"));
         let with_key = format!("{MINIMAL}challenge_key_file: key\n");
-        let err = load(&format!("{with_key}redis: {{url: 'rediss://r:6379/#insecure'}}\n")).unwrap_err();
+        let err = load(&format!(
+            "{with_key}redis: {{url: 'rediss://r:6379/#insecure'}}\n"
+        ))
+        .unwrap_err();
         assert_eq!(err.field(), Some("redis.url"));
         let c = load(&format!(
             "{with_key}redis: {{url: redis://r:6379, command_timeout: 100ms}}\n"
@@ -1059,8 +1071,14 @@ mod tests {
         assert_eq!(c.upstream.pool_idle_timeout, Duration::from_secs(5));
         for (extra, field) in [
             ("connections: {max: 0}", "connections.max"),
-            ("connections: {max_per_client: 0}", "connections.max_per_client"),
-            ("connections: {handshake_timeout: 0s}", "connections.handshake_timeout"),
+            (
+                "connections: {max_per_client: 0}",
+                "connections.max_per_client",
+            ),
+            (
+                "connections: {handshake_timeout: 0s}",
+                "connections.handshake_timeout",
+            ),
             ("connections: {idle_timeout: 0}", "connections.idle_timeout"),
             (
                 "connections: {http2_max_concurrent_streams: 0}",
