@@ -12,8 +12,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use iam_join_core::TokenName;
-use serde::Deserialize as _;
 use iam_join_core::wire::{ChallengeBody, ErrorBody, WhoAmIBody};
+use serde::Deserialize as _;
 
 use crate::endpoint::truncate;
 use crate::proof::CHALLENGE_HEADER;
@@ -224,11 +224,11 @@ impl VerifierClient {
             .request(Method::GET, &url)?
             .header(AUTHORIZATION, bearer);
         if let Some(name) = token_name {
-            let name: TokenName = name
-                .parse()
-                .map_err(|e: iam_join_core::names::InvalidName| {
-                    ClientError::invalid("token name", e.to_string())
-                })?;
+            let name: TokenName =
+                name.parse()
+                    .map_err(|e: iam_join_core::names::InvalidName| {
+                        ClientError::invalid("token name", e.to_string())
+                    })?;
             builder = builder.header(TOKEN_NAME_HEADER, name.as_str());
         }
         let request = builder
