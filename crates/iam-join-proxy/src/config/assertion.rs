@@ -184,3 +184,80 @@ fn validate_keys(raw: &RawAssertion, base: &Path) -> Result<AssertionKeys, Confi
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<AssertionSettings, ConfigError> {
+        let raw: RawAssertion = serde_norway::from_str(yaml).unwrap();
+        validate(raw, Path::new("/etc/iam-join"))
+    }
+
+    const BASE: &str = "issuer: https://iam-join.test\naudiences: [orders-api]\n";
+
+    #[test]
+    fn each_bad_setting_names_its_field() {
+        for (extra, field) in [
+            ("", "assertion.keys"),
+            (
+                "generate: true\nkeys: [{file: a.pem}]\n",
+                "assertion.generate",
+            ),
+            (
+                "generate: true\nsigning_key: a.pem\n",
+                "assertion.signing_key",
+            ),
+            (
+                "keys: [{file: a.pem}]\nsigning_key: b.pem\n",
+                "assertion.signing_key",
+            ),
+            (
+                "keys: [{file: a.pem, alg: es256}]\n",
+                "assertion.keys[0].alg",
+            ),
+            ("generate: true\nlife: 5s\n", "assertion.life"),
+            ("generate: true\nlife: 2h\n", "assertion.life"),
+            (
+                "generate: true\nheader: \"bad header\"\n",
+                "assertion.header",
+            ),
+        ] {
+            let err = parse(&format!("{BASE}{extra}")).unwrap_err();
+            assert_eq!(err.field(), Some(field), "{extra}: {err}");
+        }
+        let err = parse("issuer: iam-join\naudiences: [a]\ngenerate: true\n").unwrap_err();
+        assert_eq!(err.field(), Some("assertion.issuer"));
+        let err = parse("issuer: https://i\naudiences: []\ngenerate: true\n").unwrap_err();
+        assert_eq!(err.field(), Some("assertion.audiences"));
+    }
+
+    #[test]
+    fn signing_key_moves_first_and_paths_resolve_against_the_config_dir() {
+        let s = parse(&format!(
+            "{BASE}keys: [{{file: old.pem}}, {{file: new.pem, alg: EdDSA}}]\nsigning_key: new.pem\nlife: 2m\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            s.keys,
+            AssertionKeys::Files(vec![
+                (
+                    PathBuf::from("/etc/iam-join/new.pem"),
+                    Some(SigningAlgorithm::EdDsa)
+                ),
+                (PathBuf::from("/etc/iam-join/old.pem"), None),
+            ])
+        );
+        assert_eq!(s.config.lifetime().as_secs(), 120);
+    }
+
+    #[test]
+    fn generate_makes_one_es256_key_and_missing_files_name_the_keys_field() {
+        let s = parse(&format!("{BASE}generate: true\n")).unwrap();
+        let keys = s.load_keys().unwrap();
+        assert_eq!(keys.signing_key().algorithm(), SigningAlgorithm::Es256);
+        let s = parse(&format!("{BASE}keys: [{{file: /nonexistent/k.pem}}]\n")).unwrap();
+        assert_eq!(s.load_keys().unwrap_err().field(), Some("assertion.keys"));
+    }
+}
