@@ -53,11 +53,15 @@ pub enum ErrorCode {
     UpstreamUnavailable,
     /// The upstream did not answer in time.
     UpstreamTimeout,
+    /// The proxy already has its limit of requests in flight to the upstream; retryable.
+    UpstreamBusy,
+    /// The client paused its request body for too long.
+    RequestTimeout,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (for tests, docs and metric pre-registration).
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 24] = [
         Self::MissingProof,
         Self::MalformedProof,
         Self::HostNotAllowed,
@@ -80,6 +84,8 @@ impl ErrorCode {
         Self::NotFound,
         Self::UpstreamUnavailable,
         Self::UpstreamTimeout,
+        Self::UpstreamBusy,
+        Self::RequestTimeout,
     ];
 
     /// The stable wire code, e.g. `"malformed_proof"`.
@@ -107,6 +113,8 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::UpstreamBusy => "upstream_busy",
+            Self::RequestTimeout => "request_timeout",
         }
     }
 
@@ -127,11 +135,13 @@ impl ErrorCode {
             Self::UnknownToken | Self::TokenExpired | Self::NotAllowed => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
+            Self::RequestTimeout => 408,
             Self::RateLimited => 429,
             Self::UpstreamUnavailable => 502,
-            Self::StsUnavailable | Self::ReplayStoreUnavailable | Self::OrganizationsUnavailable => {
-                503
-            }
+            Self::StsUnavailable
+            | Self::ReplayStoreUnavailable
+            | Self::OrganizationsUnavailable
+            | Self::UpstreamBusy => 503,
             Self::UpstreamTimeout => 504,
         }
     }
@@ -144,6 +154,7 @@ impl ErrorCode {
                 | Self::StsUnavailable
                 | Self::ReplayStoreUnavailable
                 | Self::OrganizationsUnavailable
+                | Self::UpstreamBusy
         )
     }
 }
@@ -240,6 +251,8 @@ mod tests {
             ("not_found", 404),
             ("upstream_unavailable", 502),
             ("upstream_timeout", 504),
+            ("upstream_busy", 503),
+            ("request_timeout", 408),
         ];
         assert_eq!(table.len(), ErrorCode::ALL.len());
         for (code, (name, status)) in ErrorCode::ALL.into_iter().zip(table) {

@@ -33,6 +33,8 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use iam_join_core::ErrorCode;
+use iam_join_tower::Denial;
 use iam_join_tower::log_summary::{self, LogSummary};
 use ipnet::IpNet;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -191,14 +193,10 @@ impl Inner {
             UPSTREAM_LOG.record("busy", |suppressed| {
                 tracing::warn!(upstream = %self.authority, suppressed, "upstream request limit reached; answering 503");
             });
-            let mut resp = error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "upstream_busy",
+            return error_response(
+                ErrorCode::UpstreamBusy,
                 "too many requests are in flight to the upstream; retry shortly",
             );
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return resp;
         };
         let info = req.extensions().get::<ConnectionInfo>().copied();
         let upgrade = upgrade_protocol(&req);
@@ -225,8 +223,7 @@ impl Inner {
             Ok(uri) => uri,
             Err(_) => {
                 return error_response(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
+                    ErrorCode::BadRequest,
                     "the request target cannot be forwarded",
                 );
             }
@@ -266,8 +263,7 @@ impl Inner {
             Ok(Ok(resp)) => resp,
             Ok(Err(_)) if progress.stalled() => {
                 return error_response(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
+                    ErrorCode::RequestTimeout,
                     "the request body paused for too long",
                 );
             }
@@ -276,8 +272,7 @@ impl Inner {
                     tracing::warn!(upstream = %self.authority, error = %error_chain(&e), suppressed, "upstream request failed");
                 });
                 return error_response(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_unavailable",
+                    ErrorCode::UpstreamUnavailable,
                     "the upstream could not be reached; retry later",
                 );
             }
@@ -286,8 +281,7 @@ impl Inner {
                     tracing::warn!(upstream = %self.authority, timeout = ?self.timeout, suppressed, "upstream timed out");
                 });
                 return error_response(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream_timeout",
+                    ErrorCode::UpstreamTimeout,
                     "the upstream did not answer in time",
                 );
             }
@@ -308,8 +302,7 @@ impl Inner {
             }
             // 101 without an upgrade request: refuse to pass a protocol switch we cannot carry.
             return error_response(
-                StatusCode::BAD_GATEWAY,
-                "upstream_unavailable",
+                ErrorCode::UpstreamUnavailable,
                 "the upstream switched protocols without being asked",
             );
         }
@@ -411,22 +404,12 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// A JSON error answered by the proxy itself: `{"error": {"code", "message"}}`.
-pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response<ProxyBody> {
-    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
-    let mut resp = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(BoxError::from)
-            .boxed_unsync(),
-    );
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+/// A JSON error answered by the proxy itself, from the same code → response map as the layer's
+/// denials (`Retry-After` for retryable codes, `x-iam-join-error`, `no-store`).
+pub fn error_response(code: ErrorCode, message: &'static str) -> Response<ProxyBody> {
+    Denial::retry(code, message, Duration::from_secs(1))
+        .to_response()
+        .map(|b| b.map_err(BoxError::from).boxed_unsync())
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -3,7 +3,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use iam_join_core::token::{IAM_JOIN_V1_PREFIX, K8S_AWS_V1_PREFIX};
-use iam_join_core::{ErrorCode, VerifyError};
+use iam_join_core::{ErrorCode, TokenName, VerifyError};
 
 use crate::error::Denial;
 
@@ -34,14 +34,6 @@ pub(crate) fn take_presented(headers: &mut HeaderMap, default_token: Option<&str
     strip_identity_headers(headers);
     remove_bearer_proofs(headers);
     presented
-}
-
-/// A join token name, as the policy accepts them: 1 to 256 characters of letters, digits,
-/// `.`, `_`, `-`, `:`, `@`.
-pub(crate) fn is_token_name(s: &str) -> bool {
-    (1..=256).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'@'))
 }
 
 fn malformed(msg: &'static str) -> Denial {
@@ -128,7 +120,7 @@ fn token_name(headers: &HeaderMap, default: Option<&str>) -> Result<String, Deni
     match (values.next(), values.next()) {
         (Some(_), Some(_)) => Err(unknown("send at most one X-IAM-Join-Token header")),
         (Some(v), None) => match v.to_str().map(str::trim) {
-            Ok(name) if is_token_name(name) => Ok(name.to_owned()),
+            Ok(name) if name.parse::<TokenName>().is_ok() => Ok(name.to_owned()),
             _ => Err(unknown("X-IAM-Join-Token is not a valid token name")),
         },
         (None, _) => default
