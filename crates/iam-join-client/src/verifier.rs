@@ -12,8 +12,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use iam_join_core::TokenName;
-use serde::Deserialize as _;
+use iam_join_core::error::error_chain;
 use iam_join_core::wire::{ChallengeBody, ErrorBody, WhoAmIBody};
+use serde::Deserialize as _;
 
 use crate::endpoint::truncate;
 use crate::proof::CHALLENGE_HEADER;
@@ -224,11 +225,11 @@ impl VerifierClient {
             .request(Method::GET, &url)?
             .header(AUTHORIZATION, bearer);
         if let Some(name) = token_name {
-            let name: TokenName = name
-                .parse()
-                .map_err(|e: iam_join_core::names::InvalidName| {
-                    ClientError::invalid("token name", e.to_string())
-                })?;
+            let name: TokenName =
+                name.parse()
+                    .map_err(|e: iam_join_core::names::InvalidName| {
+                        ClientError::invalid("token name", e.to_string())
+                    })?;
             builder = builder.header(TOKEN_NAME_HEADER, name.as_str());
         }
         let request = builder
@@ -418,17 +419,6 @@ fn printable(s: &str, max: usize) -> String {
         .collect();
     if cut.len() < s.trim().len() {
         out.push('…');
-    }
-    out
-}
-
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
     }
     out
 }

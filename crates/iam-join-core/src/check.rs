@@ -16,7 +16,9 @@ mod sigv4;
 #[cfg(test)]
 mod tests;
 
-use sigv4::{AuthParams, CredentialScope, parse_authorization, parse_credential, parse_presigned_query};
+use sigv4::{
+    AuthParams, CredentialScope, parse_authorization, parse_credential, parse_presigned_query,
+};
 pub use sigv4::{format_amz_date, parse_amz_date};
 
 pub use crate::wire::{AUDIENCE_HEADER, K8S_AUDIENCE_HEADER};

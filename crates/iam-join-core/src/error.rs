@@ -218,6 +218,23 @@ impl VerifyError {
     }
 }
 
+/// An error and its sources on one line, `outer: inner: …`, skipping a source whose text the
+/// line already holds (hyper and aws-config errors often repeat their cause). For logs and CLI
+/// messages; the errors chained here (I/O, TLS, HTTP, credential sources) carry no secrets.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 pub(crate) fn malformed(message: impl Into<Cow<'static, str>>) -> VerifyError {
     VerifyError::new(ErrorCode::MalformedProof, message)
 }
@@ -269,6 +286,20 @@ mod tests {
             assert!(seen.insert(code.as_str()));
             assert!((400..600).contains(&code.http_status()));
         }
+    }
+
+    #[test]
+    fn error_chain_joins_sources_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other("inner"));
+        assert_eq!(error_chain(&e), "outer: inner");
+        #[derive(Debug, thiserror::Error)]
+        #[error("connect failed: inner")]
+        struct Repeats(#[source] std::io::Error);
+        let e = Repeats(std::io::Error::other("inner"));
+        assert_eq!(error_chain(&e), "connect failed: inner");
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub use challenge::{ChallengeClaims, ChallengeKey};
 pub use check::{Binding, BindingKind, ProofRules, SignedStsRequest, SigningForm, check_proof};
 pub use error::{ErrorCode, VerifyError};
 pub use hosts::{Partition, StsHost, StsHostAllowList};
-pub use names::{Audience, Region, TokenName};
 pub use identity::{CallerIdentity, PrincipalType, StsAnswer, VerifiedIdentity};
+pub use names::{Audience, Region, TokenName};
 pub use response::{StsFailure, parse_sts_response};
 pub use token::{ProofFormat, RawSignedRequest, decode_proof_token};

@@ -205,7 +205,13 @@ mod tests {
 
     #[test]
     fn token_names_follow_the_policy_rule() {
-        for ok in ["iam-token", "a", "bot:ci@example.com", "x.y_z-1", &"t".repeat(256)] {
+        for ok in [
+            "iam-token",
+            "a",
+            "bot:ci@example.com",
+            "x.y_z-1",
+            &"t".repeat(256),
+        ] {
             let name: TokenName = ok.parse().unwrap();
             assert_eq!(name, *ok);
         }

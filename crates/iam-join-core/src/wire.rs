@@ -291,7 +291,11 @@ mod tests {
             assert_eq!(r.status, code.http_status());
             assert_eq!(r.retry_after_secs.is_some(), code.is_retryable(), "{code}");
             let names: Vec<&str> = r.headers().iter().map(|(n, _)| *n).collect();
-            assert_eq!(names.contains(&"retry-after"), code.is_retryable(), "{code}");
+            assert_eq!(
+                names.contains(&"retry-after"),
+                code.is_retryable(),
+                "{code}"
+            );
             let named = r.headers().into_iter().find(|(n, _)| *n == ERROR_HEADER);
             assert_eq!(named.map(|(_, v)| v), Some(code.as_str().to_owned()));
             assert_eq!(
@@ -300,7 +304,10 @@ mod tests {
             );
         }
         let r = |d| ErrorResponse::new(&VerifyError::new(ErrorCode::RateLimited, "m"), d);
-        assert_eq!(r(Some(Duration::from_millis(1500))).retry_after_secs, Some(2));
+        assert_eq!(
+            r(Some(Duration::from_millis(1500))).retry_after_secs,
+            Some(2)
+        );
         assert_eq!(r(Some(Duration::ZERO)).retry_after_secs, Some(1));
         assert_eq!(r(Some(Duration::from_secs(7))).retry_after_secs, Some(7));
         assert_eq!(r(None).retry_after_secs, Some(1));
@@ -338,7 +345,10 @@ mod tests {
 
     #[test]
     fn identity_header_names_share_the_prefix() {
-        for name in IDENTITY_HEADERS.into_iter().chain([ASSERTION_HEADER, PROOF_HEADER]) {
+        for name in IDENTITY_HEADERS
+            .into_iter()
+            .chain([ASSERTION_HEADER, PROOF_HEADER])
+        {
             assert!(name.starts_with(IDENTITY_HEADER_PREFIX), "{name}");
             assert_eq!(name, name.to_ascii_lowercase());
         }

@@ -25,10 +25,7 @@ pub(crate) struct HeldBody<B, T> {
 impl<B, T> HeldBody<B, T> {
     /// `inner`, keeping `held` alive as long as it.
     pub(crate) fn new(inner: B, held: T) -> Self {
-        Self {
-            inner,
-            _held: held,
-        }
+        Self { inner, _held: held }
     }
 }
 

@@ -158,9 +158,7 @@ impl Activity {
         }
         Some(match closing {
             Some(since) => since.max(self.idle_since()) + CLOSE_GRACE,
-            None if self.requests.load(Ordering::Relaxed) == 0 => {
-                self.opened + timeouts.handshake
-            }
+            None if self.requests.load(Ordering::Relaxed) == 0 => self.opened + timeouts.handshake,
             None => self.idle_since() + timeouts.idle,
         })
     }

@@ -34,7 +34,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use iam_join_core::ErrorCode;
+use iam_join_core::error::error_chain;
 use iam_join_tower::Denial;
+use iam_join_tower::hop_by_hop::{connection_tokens, remove_hop_by_hop};
 use iam_join_tower::log_summary::{self, LogSummary};
 use ipnet::IpNet;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -58,20 +60,6 @@ pub struct ConnectionInfo {
     /// Whether the client connection is TLS.
     pub tls: bool,
 }
-
-/// Headers that describe one connection and must not be forwarded (RFC 9110 §7.6.1), plus the
-/// `Proxy-*` family.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -370,13 +358,7 @@ fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
     if req.version() != Version::HTTP_11 {
         return None;
     }
-    let asks = req
-        .headers()
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let asks = connection_tokens(req.headers()).any(|t| t.eq_ignore_ascii_case("upgrade"));
     let mut upgrades = req.headers().get_all(header::UPGRADE).iter();
     let (Some(value), None) = (upgrades.next(), upgrades.next()) else {
         return None;
@@ -387,40 +369,12 @@ fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
     (asks && websocket).then(|| HeaderValue::from_static("websocket"))
 }
 
-/// Removes the hop-by-hop headers, and every header named in `Connection`.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
-    }
-}
-
 /// A JSON error answered by the proxy itself, from the same code → response map as the layer's
 /// denials (`Retry-After` for retryable codes, `x-iam-join-error`, `no-store`).
 pub fn error_response(code: ErrorCode, message: &'static str) -> Response<ProxyBody> {
     Denial::retry(code, message, Duration::from_secs(1))
         .to_response()
         .map(|b| b.map_err(BoxError::from).boxed_unsync())
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// Upgraded connections (WebSockets) relayed by the proxy. They outlive the HTTP exchange that

@@ -192,13 +192,10 @@ pub fn build_error(e: &BuildError) -> ProxyError {
         BuildError::BadAudience(_) => "audience",
         BuildError::BadOverride(_) => "sts.overrides",
         BuildError::BadRegion(_) => "sts.extra_regions",
-        BuildError::BadRate(name) => match *name {
-            "per_client" => "rate_limits.per_client",
-            "per_key_id" => "rate_limits.per_key_id",
-            "sts_budget" => "rate_limits.sts_budget",
-            "sts_reserved_percent" => "rate_limits.sts_reserved_percent",
-            _ => "rate_limits.per_account",
-        },
+        // The layer's limits are named as in `rate_limits:`.
+        BuildError::BadRate(limit) => {
+            return ProxyError::config(format!("rate_limits.{}", limit.field()), limit.reason());
+        }
         BuildError::BadTokenName(_) => "default_token",
         _ => "config",
     };
@@ -321,14 +318,12 @@ impl Proxy {
         #[cfg(feature = "redis")]
         if let Some(r) = &config.redis {
             use iam_join_tower::redis::RedisBackend;
-            let backend = RedisBackend::connect(
-                crate::config::redis::backend_config(r)?,
-                config.rate_limits,
-            )
-            .await
-            .map_err(|e| ProxyError::Redis(e.to_string()))?
-            // Wait for another replica's STS call about as long as our own could take.
-            .with_fill_wait(config.sts.timeout);
+            let backend =
+                RedisBackend::connect(crate::config::redis::backend_config(r)?, config.rate_limits)
+                    .await
+                    .map_err(|e| ProxyError::Redis(e.to_string()))?
+                    // Wait for another replica's STS call about as long as our own could take.
+                    .with_fill_wait(config.sts.timeout);
             builder = builder
                 .replay_store(backend.replay_store())
                 .rate_limiter(backend.rate_limiter())

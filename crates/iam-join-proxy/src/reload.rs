@@ -240,14 +240,21 @@ mod tests {
             .write_all(policy("stale").as_bytes())
             .expect("feed fifo");
         drop(writer);
-        slow.join().expect("slow thread").expect("slow reload loads");
-        fresh.join().expect("fresh thread").expect("fresh reload loads");
+        slow.join()
+            .expect("slow thread")
+            .expect("slow reload loads");
+        fresh
+            .join()
+            .expect("fresh thread")
+            .expect("fresh reload loads");
 
         let now = layer.policy().load();
         assert!(
             now.get("edited").is_some(),
             "the newest files must win, got {:?}",
-            now.tokens().map(|t| t.name().to_owned()).collect::<Vec<_>>()
+            now.tokens()
+                .map(|t| t.name().to_owned())
+                .collect::<Vec<_>>()
         );
     }
 }

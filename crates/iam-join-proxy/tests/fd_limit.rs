@@ -94,12 +94,12 @@ fn idle_sockets_beyond_the_fd_limit_leave_the_proxy_and_healthz_answering() {
         .map_while(Result::ok)
         .find(|l| l.contains("iam-join-proxy ready"))
         .expect("the proxy reports ready");
-    let listen: SocketAddr = serde_json::from_str::<serde_json::Value>(&ready).expect("json")
-        ["listen"]
-        .as_str()
-        .expect("listen field")
-        .parse()
-        .expect("listen address");
+    let listen: SocketAddr =
+        serde_json::from_str::<serde_json::Value>(&ready).expect("json")["listen"]
+            .as_str()
+            .expect("listen field")
+            .parse()
+            .expect("listen address");
     // Keep draining the log so the proxy never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
 

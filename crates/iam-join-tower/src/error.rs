@@ -85,9 +85,9 @@ pub enum BuildError {
     /// An extra region name is invalid.
     #[error(transparent)]
     BadRegion(#[from] iam_join_core::hosts::InvalidRegion),
-    /// A rate has a zero field.
-    #[error("rate limit {0} must have per_second and burst above zero")]
-    BadRate(&'static str),
+    /// A rate has a zero field, or the reserved share is out of range.
+    #[error("rate limit {0}")]
+    BadRate(crate::ratelimit::InvalidLimit),
     /// The default token name is not a plausible token name.
     #[error("default token name {0:?} is not valid")]
     BadTokenName(String),

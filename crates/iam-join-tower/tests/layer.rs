@@ -710,7 +710,11 @@ async fn builder_judges_token_names_and_audiences_by_cores_rule() {
     use iam_join_tower::BuildError;
     let long = "a".repeat(TokenName::MAX_LEN + 1);
     let max = "a".repeat(TokenName::MAX_LEN);
-    for name in NAME_SPELLINGS.iter().copied().chain([long.as_str(), max.as_str()]) {
+    for name in NAME_SPELLINGS
+        .iter()
+        .copied()
+        .chain([long.as_str(), max.as_str()])
+    {
         let built = IamJoinLayer::builder()
             .policy(seed_policy())
             .default_token(name)
@@ -721,7 +725,10 @@ async fn builder_judges_token_names_and_audiences_by_cores_rule() {
             "default_token {name:?}"
         );
         if built.is_err() {
-            assert!(matches!(built, Err(BuildError::BadTokenName(_))), "{name:?}");
+            assert!(
+                matches!(built, Err(BuildError::BadTokenName(_))),
+                "{name:?}"
+            );
         }
         let built = IamJoinLayer::builder()
             .policy(seed_policy())

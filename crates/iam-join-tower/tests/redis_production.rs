@@ -18,8 +18,8 @@ use iam_join_tower::redis::{
 use iam_join_tower::{Rate, RateLimits};
 use sts_emulator::Emulator;
 use support_redis::{
-    RedisCluster, RedisOptions, RedisSentinelSet, RedisServer, Replica, SENTINEL_MASTER,
-    ServerTls, TestPki, alice, audience_proof, challenge_proof, client, replica, servers_config,
+    RedisCluster, RedisOptions, RedisSentinelSet, RedisServer, Replica, SENTINEL_MASTER, ServerTls,
+    TestPki, alice, audience_proof, challenge_proof, client, replica, servers_config,
 };
 
 /// The minimal ACL rule the backend needs (deploy/README.md repeats it), for keys under
@@ -47,10 +47,20 @@ fn generous() -> RateLimits {
 async fn challenge_is_shared(a: &Replica, b: &Replica, from: u8) {
     let proof = challenge_proof(&alice(), &a.challenge(client(from)).await);
     let first = b.join(&proof, client(from)).await;
-    assert_eq!(first.status, StatusCode::OK, "redeemed at {}: {first:?}", b.name);
+    assert_eq!(
+        first.status,
+        StatusCode::OK,
+        "redeemed at {}: {first:?}",
+        b.name
+    );
     for r in [a, b] {
         let again = r.join(&proof, client(from)).await;
-        assert_eq!(again.code.as_deref(), Some("challenge_reused"), "{}: {again:?}", r.name);
+        assert_eq!(
+            again.code.as_deref(),
+            Some("challenge_reused"),
+            "{}: {again:?}",
+            r.name
+        );
     }
 }
 
@@ -69,7 +79,10 @@ async fn until_challenges_work(a: &Replica, b: &Replica, within: Duration, what:
             Some("replay_store_unavailable"),
             "{what}: {answer:?}"
         );
-        assert!(Instant::now() < deadline, "{what}: no recovery within {within:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: no recovery within {within:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -100,7 +113,9 @@ fn client_identity(pki: &TestPki) -> RedisClientIdentity {
 
 /// The reason a backend cannot use Redis, once the first attempt has been made.
 async fn refusal(config: RedisConfig) -> String {
-    let backend = RedisBackend::connect(config, generous()).await.expect("setup");
+    let backend = RedisBackend::connect(config, generous())
+        .await
+        .expect("setup");
     let err = backend.ping().await.expect_err("Redis must be refused");
     err.to_string()
 }
@@ -148,7 +163,11 @@ async fn tls_refuses_a_wrong_ca_the_system_roots_and_a_certificate_for_another_n
     .await;
     let proof = challenge_proof(&alice(), &r.challenge(client(2)).await);
     let answer = r.join(&proof, client(2)).await;
-    assert_eq!(answer.code.as_deref(), Some("replay_store_unavailable"), "{answer:?}");
+    assert_eq!(
+        answer.code.as_deref(),
+        Some("replay_store_unavailable"),
+        "{answer:?}"
+    );
     assert_eq!(
         r.join(&audience_proof(&alice(), 0), client(2)).await.status,
         StatusCode::OK,
@@ -196,7 +215,11 @@ async fn an_acl_user_with_the_minimal_rule_runs_every_backend_operation() {
     for r in [&a, &b] {
         assert_eq!(r.join(&proof, client(4)).await.status, StatusCode::OK);
     }
-    assert_eq!(sts.calls(), 2, "one challenge join, one shared audience answer");
+    assert_eq!(
+        sts.calls(),
+        2,
+        "one challenge join, one shared audience answer"
+    );
     let decision = a
         .backend
         .rate_limiter()
@@ -215,7 +238,10 @@ async fn an_acl_user_with_the_minimal_rule_runs_every_backend_operation() {
     let lines: Vec<&str> = log.lines().collect();
     for pair in lines.windows(2) {
         if pair[0] == "object" {
-            assert_eq!(pair[1], "client|setinfo", "denied under the minimal rule: {log}");
+            assert_eq!(
+                pair[1], "client|setinfo",
+                "denied under the minimal rule: {log}"
+            );
         }
     }
 }
@@ -236,10 +262,16 @@ async fn a_wrong_password_is_refused_without_printing_it() {
     for text in [&why, &printed] {
         assert!(!text.contains("Wr0ng-Secret-Value"), "{text}");
     }
-    let backend = RedisBackend::connect(config, generous()).await.expect("setup");
+    let backend = RedisBackend::connect(config, generous())
+        .await
+        .expect("setup");
     assert!(!format!("{backend:?}").contains("Wr0ng-Secret-Value"));
     assert!(
-        backend.replay_store().redeem("00", Duration::from_secs(60)).await.is_err(),
+        backend
+            .replay_store()
+            .redeem("00", Duration::from_secs(60))
+            .await
+            .is_err(),
         "fails closed"
     );
 }
@@ -250,7 +282,10 @@ async fn cluster_shares_challenges_limits_and_cache_and_survives_a_master_restar
     let sts = Emulator::start().await.expect("emulator");
     sts.set_latency(Duration::from_millis(150));
     // A configuration endpoint alone is enough: the other masters are discovered.
-    let config = servers_config(RedisServers::Cluster(vec![cluster.urls()[0].clone()]), "cl:");
+    let config = servers_config(
+        RedisServers::Cluster(vec![cluster.urls()[0].clone()]),
+        "cl:",
+    );
     let a = replica("A", config.clone(), generous(), &sts.url()).await;
     let b = replica("B", config, generous(), &sts.url()).await;
     for r in [&a, &b] {
@@ -277,7 +312,11 @@ async fn cluster_shares_challenges_limits_and_cache_and_survives_a_master_restar
         let answer = task.await.expect("task");
         assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     }
-    assert_eq!(sts.calls(), 12 + 1, "12 challenge joins and one shared audience answer");
+    assert_eq!(
+        sts.calls(),
+        12 + 1,
+        "12 challenge joins and one shared audience answer"
+    );
     sts.set_latency(Duration::ZERO);
 
     // The per-client limit is one budget across replicas and masters.
@@ -326,13 +365,20 @@ async fn cluster_shares_challenges_limits_and_cache_and_survives_a_master_restar
         match answer.status {
             StatusCode::OK => {}
             _ => {
-                assert_eq!(answer.code.as_deref(), Some("replay_store_unavailable"), "{answer:?}");
+                assert_eq!(
+                    answer.code.as_deref(),
+                    Some("replay_store_unavailable"),
+                    "{answer:?}"
+                );
                 refused += 1;
             }
         }
         let fresh = audience_proof(&alice(), 1 + u64::try_from(refused).unwrap_or(0));
         assert_eq!(a.join(&fresh, client(61)).await.status, StatusCode::OK);
-        assert!(Instant::now() < deadline, "no challenge hit the dead master");
+        assert!(
+            Instant::now() < deadline,
+            "no challenge hit the dead master"
+        );
     }
 
     // It comes back (same node id): everything works again without rebuilding the replicas.

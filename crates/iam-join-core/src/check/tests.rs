@@ -28,7 +28,10 @@ fn rules() -> ProofRules {
 }
 
 fn scope(at: OffsetDateTime, region: &str) -> String {
-    format!("{KEY_ID}/{}/{region}/sts/aws4_request", &format_amz_date(at)[..8])
+    format!(
+        "{KEY_ID}/{}/{region}/sts/aws4_request",
+        &format_amz_date(at)[..8]
+    )
 }
 
 /// A signed POST to `sts.us-west-2.amazonaws.com`, audience-bound, signed at `at`.
@@ -88,9 +91,21 @@ fn signing_form_follows_method_and_format() {
         (ProofFormat::IamJoinV1, "POST", Ok(SigningForm::SignedPost)),
         (ProofFormat::IamJoinV1, "GET", Ok(SigningForm::PresignedGet)),
         (ProofFormat::K8sAwsV1, "GET", Ok(SigningForm::PresignedGet)),
-        (ProofFormat::K8sAwsV1, "POST", Err(ErrorCode::MalformedProof)),
-        (ProofFormat::IamJoinV1, "post", Err(ErrorCode::MalformedProof)),
-        (ProofFormat::IamJoinV1, "PUT", Err(ErrorCode::MalformedProof)),
+        (
+            ProofFormat::K8sAwsV1,
+            "POST",
+            Err(ErrorCode::MalformedProof),
+        ),
+        (
+            ProofFormat::IamJoinV1,
+            "post",
+            Err(ErrorCode::MalformedProof),
+        ),
+        (
+            ProofFormat::IamJoinV1,
+            "PUT",
+            Err(ErrorCode::MalformedProof),
+        ),
         (ProofFormat::IamJoinV1, "", Err(ErrorCode::MalformedProof)),
     ];
     for (format, method, want) in cases {
@@ -131,7 +146,11 @@ fn split_url_accepts_only_https_root_urls() {
         ("", ErrorCode::MalformedProof),
     ];
     for (url, code) in bad {
-        assert_eq!(split_url(url).map(|_| ()).unwrap_err().code(), code, "{url}");
+        assert_eq!(
+            split_url(url).map(|_| ()).unwrap_err().code(),
+            code,
+            "{url}"
+        );
     }
 }
 
@@ -265,12 +284,20 @@ fn check_scope_ties_the_credential_to_host_and_date() {
         ),
         (
             "authorization signed",
-            auth(&["authorization", "host", "x-iam-join-audience"], &date, None),
+            auth(
+                &["authorization", "host", "x-iam-join-audience"],
+                &date,
+                None,
+            ),
             "authorization",
         ),
         (
             "connection-level header signed",
-            auth(&["host", "transfer-encoding", "x-iam-join-audience"], &date, None),
+            auth(
+                &["host", "transfer-encoding", "x-iam-join-audience"],
+                &date,
+                None,
+            ),
             "transfer-encoding",
         ),
     ];
@@ -300,7 +327,10 @@ fn check_time_window_allows_skew_and_caps_age_at_15_minutes() {
     // Presigned: the sooner of X-Amz-Expires and max_age.
     let w = window(minutes(0), Some(60), &r).unwrap();
     assert_eq!(w.expires_at, now + minutes(1));
-    assert_eq!(window(minutes(-2), Some(60), &r), Err(ErrorCode::ProofExpired));
+    assert_eq!(
+        window(minutes(-2), Some(60), &r),
+        Err(ErrorCode::ProofExpired)
+    );
     // A configured max_age above STS's own 15 minutes is capped.
     let lenient = ProofRules {
         max_age: Duration::from_secs(3600),
@@ -363,8 +393,13 @@ fn resolve_binding_supplies_the_cluster_id_of_a_k8s_token() {
         ..post()
     };
     let date = format_amz_date(now());
-    let bound = resolve_binding(&raw, &auth(&["host", "x-k8s-aws-id"], &date, None), &rules(), now())
-        .unwrap();
+    let bound = resolve_binding(
+        &raw,
+        &auth(&["host", "x-k8s-aws-id"], &date, None),
+        &rules(),
+        now(),
+    )
+    .unwrap();
     assert_eq!(bound.header, K8S_AUDIENCE_HEADER);
     assert_eq!(bound.value, AUDIENCE);
 }
@@ -438,7 +473,11 @@ fn forwardable_headers_need_every_signed_header_and_a_true_content_length() {
 
     let mut lying = post();
     lying.headers.push(("content-length".into(), "1".into()));
-    let a = auth(&["content-length", "host", "x-iam-join-audience"], &date, None);
+    let a = auth(
+        &["content-length", "host", "x-iam-join-audience"],
+        &date,
+        None,
+    );
     let e = forwardable_headers(&lying, SigningForm::SignedPost, &a, &bound).unwrap_err();
     assert_eq!(e.code(), ErrorCode::MalformedProof);
     lying.headers.last_mut().unwrap().1 = GET_CALLER_IDENTITY_BODY.len().to_string();
@@ -454,7 +493,9 @@ fn check_request_runs_every_step_on_a_good_proof() {
     assert_eq!(checked.access_key_id(), KEY_ID);
     assert_eq!(checked.binding(), &Binding::Audience);
     let mut later = post();
-    later.headers.push(("x-unsigned".into(), "changes nothing".into()));
+    later
+        .headers
+        .push(("x-unsigned".into(), "changes nothing".into()));
     assert_eq!(
         check_request(&later, &rules(), now()).unwrap().cache_key(),
         checked.cache_key(),

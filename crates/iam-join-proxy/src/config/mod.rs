@@ -516,14 +516,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             defaults.per_account,
         )?,
     };
-    rate_limits.validate().map_err(|field| {
-        let why = if field == "sts_reserved_percent" {
-            "must be 1 to 90 (some of the budget stays open to clients not seen before)"
-        } else {
-            "must be at least 1 (write null to disable the limit)"
-        };
-        invalid(format!("rate_limits.{field}"), why)
-    })?;
+    // The layer's rule, and its wording; the fields are named as in `rate_limits:`.
+    rate_limits
+        .validate()
+        .map_err(|e| invalid(format!("rate_limits.{}", e.field()), e.reason()))?;
 
     let trusted_proxies = raw
         .trusted_proxies
@@ -996,10 +992,17 @@ mod tests {
             }
             let text = MINIMAL.replace("audience: my-cluster", &format!("audience: {quoted}"));
             let audience = load(&text);
-            assert_eq!(audience.is_ok(), name.parse::<Audience>().is_ok(), "{name:?}");
+            assert_eq!(
+                audience.is_ok(),
+                name.parse::<Audience>().is_ok(),
+                "{name:?}"
+            );
         }
         assert_eq!(
-            load(&format!("{MINIMAL}default_token: bot:ci\n")).unwrap().default_token.as_deref(),
+            load(&format!("{MINIMAL}default_token: bot:ci\n"))
+                .unwrap()
+                .default_token
+                .as_deref(),
             Some("bot:ci")
         );
     }
@@ -1030,7 +1033,10 @@ mod tests {
         let err = load(&format!("{MINIMAL}redis: {{url: redis://r:6379}}\n")).unwrap_err();
         assert_eq!(err.field(), Some("challenge_key_file"));
         let with_key = format!("{MINIMAL}challenge_key_file: key\n");
-        let err = load(&format!("{with_key}redis: {{url: 'rediss://r:6379/#insecure'}}\n")).unwrap_err();
+        let err = load(&format!(
+            "{with_key}redis: {{url: 'rediss://r:6379/#insecure'}}\n"
+        ))
+        .unwrap_err();
         assert_eq!(err.field(), Some("redis.url"));
         let c = load(&format!(
             "{with_key}redis: {{url: redis://r:6379, command_timeout: 100ms}}\n"
@@ -1075,8 +1081,14 @@ mod tests {
         assert_eq!(c.upstream.pool_idle_timeout, Duration::from_secs(5));
         for (extra, field) in [
             ("connections: {max: 0}", "connections.max"),
-            ("connections: {max_per_client: 0}", "connections.max_per_client"),
-            ("connections: {handshake_timeout: 0s}", "connections.handshake_timeout"),
+            (
+                "connections: {max_per_client: 0}",
+                "connections.max_per_client",
+            ),
+            (
+                "connections: {handshake_timeout: 0s}",
+                "connections.handshake_timeout",
+            ),
             ("connections: {idle_timeout: 0}", "connections.idle_timeout"),
             (
                 "connections: {http2_max_concurrent_streams: 0}",

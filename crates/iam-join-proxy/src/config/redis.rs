@@ -174,8 +174,7 @@ pub(crate) fn validate(r: RawRedis, base: &Path) -> Result<RedisSettings, Config
         check_url(&field, url)?;
     }
     let tls_urls = urls.iter().filter(|u| u.starts_with("rediss://")).count();
-    if !matches!(topology, RedisTopology::Primary(_)) && tls_urls != 0 && tls_urls != urls.len()
-    {
+    if !matches!(topology, RedisTopology::Primary(_)) && tls_urls != 0 && tls_urls != urls.len() {
         return Err(invalid(field, "must be all rediss:// or all redis://"));
     }
     if let Some(user) = &r.username
@@ -408,15 +407,20 @@ mod tests {
             Some(PasswordSource::File("/etc/iam-join-proxy/pw".into()))
         );
         assert_eq!(p.ca_file, Some("/etc/iam-join-proxy/ca.pem".into()));
-        let c = parse("cluster: [rediss://cfg.example:6379]\npassword_env: REDIS_PASSWORD\n")
-            .unwrap();
+        let c =
+            parse("cluster: [rediss://cfg.example:6379]\npassword_env: REDIS_PASSWORD\n").unwrap();
         assert_eq!(
             c.topology,
             RedisTopology::Cluster(vec!["rediss://cfg.example:6379".into()])
         );
-        assert_eq!(c.password, Some(PasswordSource::Env("REDIS_PASSWORD".into())));
-        let s = parse("sentinel: {master_name: mymaster, urls: [redis://s0:26379, redis://s1:26379]}\n")
-            .unwrap();
+        assert_eq!(
+            c.password,
+            Some(PasswordSource::Env("REDIS_PASSWORD".into()))
+        );
+        let s = parse(
+            "sentinel: {master_name: mymaster, urls: [redis://s0:26379, redis://s1:26379]}\n",
+        )
+        .unwrap();
         assert!(matches!(s.topology, RedisTopology::Sentinel { .. }));
     }
 
@@ -432,16 +436,28 @@ mod tests {
             ("cluster: []\n", "redis.cluster"),
             ("cluster: [redis://a, ftp://b]\n", "redis.cluster[1]"),
             ("cluster: [redis://a, rediss://b]\n", "redis.cluster"),
-            ("sentinel: {master_name: '', urls: [redis://s]}\n", "redis.sentinel.master_name"),
-            ("sentinel: {master_name: m, urls: []}\n", "redis.sentinel.urls"),
+            (
+                "sentinel: {master_name: '', urls: [redis://s]}\n",
+                "redis.sentinel.master_name",
+            ),
+            (
+                "sentinel: {master_name: m, urls: []}\n",
+                "redis.sentinel.urls",
+            ),
             ("url: redis://a\ntls: {ca_file: ca.pem}\n", "redis.tls"),
             ("url: rediss://a\ntls: {cert: c.crt}\n", "redis.tls.key"),
             ("url: rediss://a\ntls: {key: c.key}\n", "redis.tls.cert"),
-            ("url: redis://a\npassword_file: f\npassword_env: V\n", "redis.password_file"),
+            (
+                "url: redis://a\npassword_file: f\npassword_env: V\n",
+                "redis.password_file",
+            ),
             ("url: redis://a\npassword_env: ''\n", "redis.password_env"),
             ("url: redis://a\nusername: 'two words'\n", "redis.username"),
             ("url: redis://a\nkey_prefix: '{x}'\n", "redis.key_prefix"),
-            ("url: redis://a\ncommand_timeout: 0s\n", "redis.command_timeout"),
+            (
+                "url: redis://a\ncommand_timeout: 0s\n",
+                "redis.command_timeout",
+            ),
         ] {
             let err = parse(yaml).expect_err(yaml);
             assert_eq!(err.field(), Some(field), "{yaml}: {err}");

@@ -212,7 +212,8 @@ impl RedisLink {
                 tokio::time::sleep(interval).await;
                 let Some(link) = link.upgrade() else { break };
                 let limit = link.command_timeout.max(Duration::from_millis(500));
-                if let Ok(true) = tokio::time::timeout(limit, link.connector.primary_moved()).await {
+                if let Ok(true) = tokio::time::timeout(limit, link.connector.primary_moved()).await
+                {
                     tracing::info!(
                         target: "iam_join::redis",
                         url = %link.display_url,

@@ -91,9 +91,9 @@ impl Connector {
         }
         match &config.servers {
             RedisServers::Primary(_) => {
-                let info = infos.pop().ok_or(RedisSetupError::InvalidConfig(
-                    "no Redis URL given",
-                ))?;
+                let info = infos
+                    .pop()
+                    .ok_or(RedisSetupError::InvalidConfig("no Redis URL given"))?;
                 let info = with_credentials(info, config);
                 let client = match tls {
                     Some(certs) if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) => {

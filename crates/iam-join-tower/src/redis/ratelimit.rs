@@ -64,9 +64,7 @@ impl RedisRateLimiter {
     ) -> Result<RateDecision, LinkError> {
         let (t, tau) = gcra_params(rate);
         let kind = format!("rl:{}", scope.as_str());
-        let mut invocation = self
-            .script
-            .key(tagged_key(self.link.prefix(), &kind, key));
+        let mut invocation = self.script.key(tagged_key(self.link.prefix(), &kind, key));
         invocation.arg(t).arg(tau);
         let (allowed, wait_us) = self
             .link

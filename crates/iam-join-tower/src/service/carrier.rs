@@ -6,6 +6,7 @@ use iam_join_core::token::{IAM_JOIN_V1_PREFIX, K8S_AWS_V1_PREFIX};
 use iam_join_core::{ErrorCode, TokenName, VerifyError};
 
 use crate::error::Denial;
+use crate::hop_by_hop::connection_tokens;
 
 /// The proof carrier header besides `Authorization: Bearer`.
 pub const PROOF_HEADER: &str = "x-iam-join-proof";
@@ -166,15 +167,7 @@ pub fn strip_identity_headers(headers: &mut HeaderMap) {
     for n in names {
         headers.remove(n);
     }
-    let connection: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let connection: Vec<String> = connection_tokens(headers).map(str::to_owned).collect();
     if connection.iter().any(|t| is_identity_header_name(t)) {
         headers.remove(header::CONNECTION);
         let kept: Vec<String> = connection

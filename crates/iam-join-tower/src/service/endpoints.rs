@@ -90,8 +90,11 @@ fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
 fn challenge(verifier: &Verifier) -> Response<Full<Bytes>> {
     let rules = &verifier.rules;
     let Some(key) = &rules.challenge_key else {
-        return Denial::new(ErrorCode::NotFound, "this verifier does not issue challenges")
-            .to_response();
+        return Denial::new(
+            ErrorCode::NotFound,
+            "this verifier does not issue challenges",
+        )
+        .to_response();
     };
     let mut nonce = [0u8; 16];
     if getrandom::fill(&mut nonce).is_err() {

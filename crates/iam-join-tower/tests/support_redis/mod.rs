@@ -13,8 +13,7 @@ use iam_join_core::challenge::ChallengeKey;
 pub use iam_join_testkit::identities::alice;
 pub use iam_join_testkit::policy::seed_policy;
 pub use iam_join_testkit::redis_server::{
-    RedisCluster, RedisOptions, RedisSentinelSet, RedisServer, SENTINEL_MASTER, ServerTls,
-    TestPki,
+    RedisCluster, RedisOptions, RedisSentinelSet, RedisServer, SENTINEL_MASTER, ServerTls, TestPki,
 };
 use iam_join_testkit::sign::HandSigned;
 use iam_join_tower::redis::{RedisBackend, RedisConfig, RedisServers};
