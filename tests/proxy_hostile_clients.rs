@@ -13,9 +13,7 @@ use http_body_util::{BodyExt as _, Full, StreamBody};
 use hyper::body::Frame;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use iam_join_e2e::{
-    PATIENCE, PUBLIC_PATH, Stack, StackOptions, Who, audience_proof, test_bytes,
-};
+use iam_join_e2e::{PATIENCE, PUBLIC_PATH, Stack, StackOptions, Who, audience_proof, test_bytes};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
@@ -51,10 +49,16 @@ async fn silent_connections_are_closed_after_the_handshake_or_idle_timeout() {
     h2_settled.extend_from_slice(H2_SETTINGS);
     let cases: [(&str, &[u8]); 5] = [
         ("nothing at all", b""),
-        ("half an HTTP/1 request head", b"GET / HTTP/1.1\r\nHost: x\r\n"),
+        (
+            "half an HTTP/1 request head",
+            b"GET / HTTP/1.1\r\nHost: x\r\n",
+        ),
         ("half an HTTP/2 preface", &H2_PREFACE[..10]),
         ("an HTTP/2 preface and SETTINGS, then silence", &h2_settled),
-        ("one HTTP/1 request, then keep-alive silence", head.as_bytes()),
+        (
+            "one HTTP/1 request, then keep-alive silence",
+            head.as_bytes(),
+        ),
     ];
     // All at once, so the test waits for one timeout, not five.
     let mut open = Vec::new();
@@ -91,7 +95,10 @@ async fn a_client_over_its_connection_cap_is_turned_away_and_others_are_served()
         .expect("bind 127.0.0.2");
     let mut other = socket.connect(stack.proxy).await.expect("connect");
     other
-        .write_all(format!("GET {PUBLIC_PATH} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {PUBLIC_PATH} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
         .await
         .expect("write");
     let mut answer = Vec::new();
@@ -299,7 +306,12 @@ async fn upstream_requests_beyond_the_cap_get_503_upstream_busy() {
         assert_eq!(json["error"]["code"], "upstream_busy");
         busy += 1;
     }
-    assert_eq!(upstream.inside.load(Ordering::SeqCst), 3);
+    let inside = Arc::clone(&upstream.inside);
+    iam_join_e2e::eventually("the three admitted requests reach the upstream", || {
+        let inside = Arc::clone(&inside);
+        async move { inside.load(Ordering::SeqCst) == 3 }
+    })
+    .await;
     upstream.release.send_replace(true);
     while let Some(done) = tokio::time::timeout(PATIENCE, calls.join_next())
         .await
@@ -369,9 +381,8 @@ async fn lenient_upstream() -> (SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) 
                     Some(p) => format!(
                         "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: {p}\r\n\r\n"
                     ),
-                    None => {
-                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok".to_owned()
-                    }
+                    None => "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                        .to_owned(),
                 };
                 let _ = tcp.write_all(answer.as_bytes()).await;
                 let (mut r, mut w) = tcp.split();

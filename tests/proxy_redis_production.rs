@@ -63,7 +63,12 @@ async fn challenge_is_shared(issuer: &Replica, redeemer: &Replica) {
     assert_forwarded_by(&join(redeemer, &proof).await, redeemer);
     for r in [issuer, redeemer] {
         let replay = join(r, &proof).await;
-        assert_eq!(replay.code(), Some("challenge_reused"), "{}: {replay:?}", r.name);
+        assert_eq!(
+            replay.code(),
+            Some("challenge_reused"),
+            "{}: {replay:?}",
+            r.name
+        );
     }
 }
 
@@ -196,7 +201,11 @@ async fn proxies_share_challenges_limits_and_cache_through_a_redis_cluster() {
     let (a, b) = (Arc::new(r.a), Arc::new(r.b));
     let tasks: Vec<_> = (0..200)
         .map(|i| {
-            let replica = if i % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
+            let replica = if i % 2 == 0 {
+                Arc::clone(&a)
+            } else {
+                Arc::clone(&b)
+            };
             let proof = proof.clone();
             tokio::spawn(async move {
                 let answer = get_app(&replica, &proof).await;

@@ -14,7 +14,7 @@ use http::{HeaderMap, StatusCode};
 use iam_join_client::{Binding, VerifierClient};
 use iam_join_e2e::{JOIN_PATH, Stack, Who, audience_proof, proof, request};
 use serde_json::Value;
-use verify_support::NODE_IDENTITY;
+use verify_support::{Headers, NODE_IDENTITY};
 
 const ENVOY_EXAMPLE: &str = include_str!("../deploy/envoy/envoy.yaml");
 
@@ -382,7 +382,7 @@ async fn envoy_refusals_carry_the_verifier_status_json_and_headers() {
             Binding::Audience("elsewhere.example.com".into())
         )
     );
-    let cases: [(&[(&str, &str)], StatusCode, &str); 3] = [
+    let cases: [(Headers<'_>, StatusCode, &str); 3] = [
         (&[], StatusCode::UNAUTHORIZED, "missing_proof"),
         (
             &[("authorization", &nobody)],

@@ -191,7 +191,10 @@ pub(crate) fn audience_proof(creds: &aws_credential_types::Credentials, age_secs
 }
 
 /// `POST /v1/iam-join/challenge` at `issuer`, then a proof bound to that challenge.
-pub(crate) async fn challenge_proof(issuer: &Replica, creds: &aws_credential_types::Credentials) -> String {
+pub(crate) async fn challenge_proof(
+    issuer: &Replica,
+    creds: &aws_credential_types::Credentials,
+) -> String {
     let challenge = VerifierClient::new(&issuer.url(""))
         .expect("client")
         .fetch_challenge()

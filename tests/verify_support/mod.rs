@@ -19,6 +19,9 @@ pub(crate) const NGINX_SITE: &str = include_str!("../../deploy/nginx/iam-join.co
 /// See [`NGINX_SITE`].
 pub(crate) const CADDY_SITE: &str = include_str!("../../deploy/caddy/Caddyfile");
 
+/// Request headers, name and value.
+pub(crate) type Headers<'a> = &'a [(&'a str, &'a str)];
+
 /// The verifier and app addresses the examples name.
 const EXAMPLE_VERIFIER: &str = "127.0.0.1:8443";
 const EXAMPLE_APP: &str = "127.0.0.1:3080";
@@ -253,6 +256,13 @@ pub(crate) async fn forged_identity_headers_never_arrive(front: &Front) {
         .chain([("X-IAM-Join-Account", "444444444444")])
         .collect();
     let mut headers = forged.clone();
+    if front.server.kind() == FrontKind::Caddy {
+        // Caddy clears the whole prefix; nginx can clear named headers only (see its config).
+        headers.extend([
+            ("X-IAM-Join-Extra", "forged"),
+            ("x_iam_join_debug", "forged"),
+        ]);
+    }
     headers.push((k, &v));
     let (status, _, echo) = front.send("GET", "/webapi/sites", &headers).await;
     assert_eq!(status, StatusCode::OK, "{echo}\n{}", front.context());
@@ -375,35 +385,36 @@ pub(crate) async fn refusals_pass_through(front: &Front) {
         Who::NodeRole,
         Binding::Audience("elsewhere.example.com".into()),
     );
-    let cases: [(&str, Vec<(&str, String)>, &str); 5] = [
-        ("no proof", vec![], "missing_proof"),
+    let nobody = format!("Bearer {nobody}");
+    let other_audience = format!("Bearer {other_audience}");
+    let cases: [(&str, Headers<'_>, &str); 5] = [
+        ("no proof", &[], "missing_proof"),
         (
             "malformed",
-            vec![("authorization", "Bearer iam-join-v1.!!!".to_owned())],
+            &[("authorization", "Bearer iam-join-v1.!!!")],
             "malformed_proof",
         ),
         (
             "not allowed by the token",
-            vec![("authorization", format!("Bearer {nobody}"))],
+            &[("authorization", &nobody)],
             "not_allowed",
         ),
         (
             "another audience",
-            vec![("authorization", format!("Bearer {other_audience}"))],
+            &[("authorization", &other_audience)],
             "audience_mismatch",
         ),
         (
             "unknown token",
-            vec![
-                ("authorization", format!("Bearer {nobody}")),
-                ("x-iam-join-token", "no-such-token".to_owned()),
+            &[
+                ("authorization", &nobody),
+                ("x-iam-join-token", "no-such-token"),
             ],
             "unknown_token",
         ),
     ];
-    for (what, headers, code) in &cases {
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        assert_refusal_passes_through(front, what, &headers, code).await;
+    for (what, headers, code) in cases {
+        assert_refusal_passes_through(front, what, headers, code).await;
     }
 
     // STS throttled: 503 with Retry-After (never cached, so ask with fresh proofs).

@@ -1,7 +1,7 @@
 //! What an assertion costs per admitted request: a cached lookup (the common case, the proof
 //! itself being a cache hit) against signing a fresh one, for ES256 and EdDSA; and what the
 //! upstream pays to verify one.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used)]
 
 #[path = "../tests/support/mod.rs"]
 mod support;

@@ -102,8 +102,8 @@ impl AssertionConfig {
 
     /// Sets the header name.
     pub fn with_header(mut self, name: &str) -> Result<Self, ConfigError> {
-        self.header =
-            HeaderName::from_bytes(name.as_bytes()).map_err(|_| ConfigError::Header(name.into()))?;
+        self.header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| ConfigError::Header(name.into()))?;
         Ok(self)
     }
 
@@ -234,7 +234,10 @@ mod tests {
             "https://user@host",
         ] {
             assert!(
-                matches!(AssertionConfig::new(bad, ["a"]), Err(ConfigError::Issuer(_))),
+                matches!(
+                    AssertionConfig::new(bad, ["a"]),
+                    Err(ConfigError::Issuer(_))
+                ),
                 "{bad}"
             );
         }
@@ -279,18 +282,16 @@ mod tests {
             r#"{"issuer":"https://i","audiences":["a"],"lifetime":60}"#,
         );
         assert!(typo.is_err());
-        let settings: AssertionSettings = serde_json::from_str(
-            r#"{"issuer":"https://i","audiences":["a"],"algorithm":"es256"}"#,
-        )
-        .unwrap();
+        let settings: AssertionSettings =
+            serde_json::from_str(r#"{"issuer":"https://i","audiences":["a"],"algorithm":"es256"}"#)
+                .unwrap();
         assert!(matches!(
             settings.load_keys(),
             Err(ConfigError::Algorithm(_))
         ));
-        let settings: AssertionSettings = serde_json::from_str(
-            r#"{"issuer":"https://i","audiences":["a"],"algorithm":"EdDSA"}"#,
-        )
-        .unwrap();
+        let settings: AssertionSettings =
+            serde_json::from_str(r#"{"issuer":"https://i","audiences":["a"],"algorithm":"EdDSA"}"#)
+                .unwrap();
         let keys = settings.load_keys().unwrap();
         assert_eq!(keys.signing_key().algorithm(), SigningAlgorithm::EdDsa);
         assert_eq!(settings.config().unwrap().lifetime(), DEFAULT_LIFETIME);

@@ -45,6 +45,7 @@ impl SigningAlgorithm {
         }
     }
 
+    #[cfg(feature = "verifier")]
     pub(crate) const fn from_jws(algorithm: Algorithm) -> Option<Self> {
         match algorithm {
             Algorithm::ES256 => Some(Self::Es256),
@@ -188,9 +189,15 @@ impl AssertionKey {
     fn from_pkcs8_der(der: &[u8], source: String) -> Option<Self> {
         let (algorithm, params) =
             if let Ok(pair) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der) {
-                (SigningAlgorithm::Es256, ec_params(pair.public_key().as_ref())?)
+                (
+                    SigningAlgorithm::Es256,
+                    ec_params(pair.public_key().as_ref())?,
+                )
             } else if let Ok(pair) = Ed25519KeyPair::from_pkcs8(der) {
-                (SigningAlgorithm::EdDsa, okp_params(pair.public_key().as_ref())?)
+                (
+                    SigningAlgorithm::EdDsa,
+                    okp_params(pair.public_key().as_ref())?,
+                )
             } else {
                 return None;
             };
@@ -387,7 +394,10 @@ mod tests {
             let err = AssertionKey::from_pem_file(path).unwrap_err().to_string();
             assert!(err.contains(&path.display().to_string()), "{err}");
             assert!(err.contains(expected), "{err}");
-            assert!(!err.contains("MHcCAQEEIBmF2fWm") && !err.contains("AAECAwQF"), "{err}");
+            assert!(
+                !err.contains("MHcCAQEEIBmF2fWm") && !err.contains("AAECAwQF"),
+                "{err}"
+            );
         }
     }
 

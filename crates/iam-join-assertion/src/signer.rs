@@ -102,9 +102,11 @@ impl AssertionSigner {
             // Entries are checked against `fresh_until` on every read; the TTL only frees memory.
             .time_to_live(config.lifetime)
             .build();
-        let jwks_cache_control =
-            HeaderValue::from_str(&format!("public, max-age={}", config.jwks_max_age.as_secs()))
-                .unwrap_or(HeaderValue::from_static("public, max-age=300"));
+        let jwks_cache_control = HeaderValue::from_str(&format!(
+            "public, max-age={}",
+            config.jwks_max_age.as_secs()
+        ))
+        .unwrap_or(HeaderValue::from_static("public, max-age=300"));
         Self {
             config,
             keys: ArcSwap::from_pointee(KeyState::new(keys)),
@@ -148,10 +150,7 @@ impl AssertionSigner {
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        headers.insert(
-            http::header::CACHE_CONTROL,
-            self.jwks_cache_control.clone(),
-        );
+        headers.insert(http::header::CACHE_CONTROL, self.jwks_cache_control.clone());
         response
     }
 

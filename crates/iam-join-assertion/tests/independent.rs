@@ -3,6 +3,8 @@
 //! verifies the assertions with keys taken from the JWKS as served over HTTP, and recomputes
 //! each `kid` as the RFC 7638 thumbprint.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::sync::Arc;
@@ -18,8 +20,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 fn signer(algorithm: SigningAlgorithm) -> Arc<AssertionSigner> {
-    let config =
-        AssertionConfig::new("https://iam-join.example.internal", ["orders-api"]).unwrap();
+    let config = AssertionConfig::new("https://iam-join.example.internal", ["orders-api"]).unwrap();
     Arc::new(AssertionSigner::new(
         config,
         KeySet::generate(algorithm).unwrap(),
@@ -56,10 +57,16 @@ async fn served_jwk(base: &str, path: &str, kid: &str) -> Value {
 fn verify_independently(algorithm: SigningAlgorithm, token: &str, jwk_json: &Value) -> Value {
     let jwk: JsonWebKey<'_> = serde_json::from_value(jwk_json.clone()).unwrap();
     let thumbprint = URL_SAFE_NO_PAD.encode(jwk.thumbprint::<sha2::Sha256>());
-    assert_eq!(jwk_json["kid"], thumbprint, "kid is the RFC 7638 thumbprint");
+    assert_eq!(
+        jwk_json["kid"], thumbprint,
+        "kid is the RFC 7638 thumbprint"
+    );
     let untrusted = UntrustedToken::new(token).unwrap();
     assert_eq!(untrusted.header().token_type.as_deref(), Some("JWT"));
-    assert_eq!(untrusted.header().key_id.as_deref(), Some(thumbprint.as_str()));
+    assert_eq!(
+        untrusted.header().key_id.as_deref(),
+        Some(thumbprint.as_str())
+    );
     assert_eq!(untrusted.algorithm(), algorithm.as_str());
     let token: Token<Value> = match algorithm {
         SigningAlgorithm::Es256 => {
@@ -79,13 +86,15 @@ fn verify_independently(algorithm: SigningAlgorithm, token: &str, jwk_json: &Val
         claims.not_before.unwrap().timestamp(),
         claims.issued_at.unwrap().timestamp(),
     );
-    assert!(nbf <= now && iat <= now && now < exp, "{nbf} {iat} {now} {exp}");
+    assert!(
+        nbf <= now && iat <= now && now < exp,
+        "{nbf} {iat} {now} {exp}"
+    );
     claims.custom.clone()
 }
 
 #[tokio::test]
-async fn es256_and_eddsa_assertions_verify_with_an_independent_jose_library_and_the_served_jwks()
-{
+async fn es256_and_eddsa_assertions_verify_with_an_independent_jose_library_and_the_served_jwks() {
     for algorithm in [SigningAlgorithm::Es256, SigningAlgorithm::EdDsa] {
         let signer = signer(algorithm);
         let base = support::serve_jwks(signer.clone()).await;
@@ -135,10 +144,17 @@ async fn keys_from_pem_files_sign_assertions_an_independent_library_verifies() {
         let base = support::serve_jwks(signer.clone()).await;
         let now = OffsetDateTime::now_utc();
         let signed = signer
-            .sign(&support::identity("pem", now + Duration::from_secs(900)), now)
+            .sign(
+                &support::identity("pem", now + Duration::from_secs(900)),
+                now,
+            )
             .unwrap();
-        let jwk = served_jwk(&base, "/.well-known/jwks.json", signer.keys().signing_key().kid())
-            .await;
+        let jwk = served_jwk(
+            &base,
+            "/.well-known/jwks.json",
+            signer.keys().signing_key().kid(),
+        )
+        .await;
         let claims = verify_independently(algorithm, signed.value.to_str().unwrap(), &jwk);
         assert_eq!(claims["aud"], serde_json::json!(["a", "b"]));
         assert_eq!(signed.claims.exp - signed.claims.iat, 60);

@@ -1,13 +1,13 @@
 //! The signer: claims, life capped at the proof's expiry, and the cache (reuse until a quarter of
 //! the life is left; one entry per identity × token × audience; a key rotation re-signs).
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;
 
-use iam_join_assertion::{
-    AssertionConfig, AssertionSigner, KeySet, SignError, SigningAlgorithm,
-};
+use iam_join_assertion::{AssertionConfig, AssertionSigner, KeySet, SignError, SigningAlgorithm};
 use iam_join_core::BindingKind;
 use time::OffsetDateTime;
 
@@ -30,7 +30,14 @@ fn life_is_the_configured_one_but_never_past_the_proof_expiry() {
         .sign(&support::identity("s", at(900)), at(0))
         .unwrap()
         .claims;
-    assert_eq!((long.iat, long.nbf, long.exp), (at(0).unix_timestamp(), at(0).unix_timestamp(), at(300).unix_timestamp()));
+    assert_eq!(
+        (long.iat, long.nbf, long.exp),
+        (
+            at(0).unix_timestamp(),
+            at(0).unix_timestamp(),
+            at(300).unix_timestamp()
+        )
+    );
     let short = signer
         .sign(&support::identity("s", at(42)), at(0))
         .unwrap()
@@ -51,7 +58,11 @@ fn a_cached_assertion_is_reused_until_a_quarter_of_its_life_is_left() {
     let identity = support::identity("s", at(900));
     let first = signer.assertion_for(&identity, at(0)).unwrap();
     for t in [1, 150, 299] {
-        assert_eq!(signer.assertion_for(&identity, at(t)).unwrap(), first, "t={t}");
+        assert_eq!(
+            signer.assertion_for(&identity, at(t)).unwrap(),
+            first,
+            "t={t}"
+        );
     }
     let renewed = signer.assertion_for(&identity, at(300)).unwrap();
     assert_ne!(renewed, first, "a quarter of the life left: re-signed");
@@ -65,7 +76,10 @@ fn a_short_lived_proof_is_renewed_within_its_own_shorter_life() {
     let first = signer.assertion_for(&identity, at(0)).unwrap();
     assert_eq!(signer.assertion_for(&identity, at(29)).unwrap(), first);
     assert_ne!(signer.assertion_for(&identity, at(30)).unwrap(), first);
-    assert!(signer.assertion_for(&identity, at(40)).is_err(), "proof expired");
+    assert!(
+        signer.assertion_for(&identity, at(40)).is_err(),
+        "proof expired"
+    );
 }
 
 #[test]
@@ -83,9 +97,19 @@ fn each_identity_token_roles_and_binding_gets_its_own_assertion() {
     let mut other_expiry = base.clone();
     other_expiry.expires_at = at(800);
     let first = signer.assertion_for(&base, at(0)).unwrap();
-    let variants = [other_session, other_token, other_roles, other_binding, other_expiry];
+    let variants = [
+        other_session,
+        other_token,
+        other_roles,
+        other_binding,
+        other_expiry,
+    ];
     for variant in &variants {
-        assert_ne!(signer.assertion_for(variant, at(0)).unwrap(), first, "{variant:?}");
+        assert_ne!(
+            signer.assertion_for(variant, at(0)).unwrap(),
+            first,
+            "{variant:?}"
+        );
     }
     assert_eq!(signer.assertion_for(&base, at(1)).unwrap(), first);
     assert_eq!(signer.cached_entries(), 1 + variants.len() as u64);
@@ -117,5 +141,8 @@ fn a_new_signing_key_takes_effect_at_once_and_the_jwks_follows() {
         .collect();
     assert_eq!(kids.len(), 2);
     assert_eq!(kids[0], new_kid);
-    assert!(!kids.contains(&old_kid), "the generated key was replaced, not kept");
+    assert!(
+        !kids.contains(&old_kid),
+        "the generated key was replaced, not kept"
+    );
 }

@@ -2,6 +2,8 @@
 //! verifier serves it; every kind of bad assertion is refused with its own code; key rotation
 //! keeps old and new assertions valid during the overlap and ends the old ones after it.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::sync::Arc;
@@ -66,7 +68,8 @@ async fn bad_assertions_are_refused_each_with_its_own_error() {
     let last = flipped_signature.pop().unwrap();
     flipped_signature.push(if last == 'A' { 'Q' } else { 'A' });
     let jwk_as_hmac_secret = {
-        let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"HS256","typ":"JWT","kid":"{kid}"}}"#));
+        let header =
+            URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"HS256","typ":"JWT","kid":"{kid}"}}"#));
         let claims = good.split('.').nth(1).unwrap();
         format!("{header}.{claims}.c2lnbmF0dXJl")
     };
@@ -78,7 +81,9 @@ async fn bad_assertions_are_refused_each_with_its_own_error() {
     let cases: Vec<(&str, String, AssertionError)> = vec![
         (
             "claims rewritten (sub)",
-            tamper(&good, 1, |c| c["sub"] = "arn:aws:iam::999999999999:root".into()),
+            tamper(&good, 1, |c| {
+                c["sub"] = "arn:aws:iam::999999999999:root".into()
+            }),
             AssertionError::SignatureInvalid,
         ),
         (
@@ -86,7 +91,11 @@ async fn bad_assertions_are_refused_each_with_its_own_error() {
             tamper(&good, 1, |c| c["roles"] = serde_json::json!(["Admin"])),
             AssertionError::SignatureInvalid,
         ),
-        ("signature changed", flipped_signature, AssertionError::SignatureInvalid),
+        (
+            "signature changed",
+            flipped_signature,
+            AssertionError::SignatureInvalid,
+        ),
         (
             "signed by a key not in the JWKS",
             assertion_at(&other, now()),
@@ -99,7 +108,9 @@ async fn bad_assertions_are_refused_each_with_its_own_error() {
         ),
         (
             "kid of a real key on another key's signature",
-            tamper(&assertion_at(&other, now()), 0, |h| h["kid"] = kid.clone().into()),
+            tamper(&assertion_at(&other, now()), 0, |h| {
+                h["kid"] = kid.clone().into()
+            }),
             AssertionError::SignatureInvalid,
         ),
         (
@@ -144,7 +155,11 @@ async fn bad_assertions_are_refused_each_with_its_own_error() {
             "hello".into(),
             AssertionError::Malformed("not a JWS compact serialization"),
         ),
-        ("empty", String::new(), AssertionError::Malformed("not a JWS compact serialization")),
+        (
+            "empty",
+            String::new(),
+            AssertionError::Malformed("not a JWS compact serialization"),
+        ),
         (
             "too long",
             "a".repeat(9000),
@@ -166,8 +181,7 @@ async fn bad_assertions_are_refused_each_with_its_own_error() {
         AssertionError::WrongAudience
     );
     let elsewhere =
-        AssertionVerifier::from_jwks_url("https://other.example", "orders-api", &jwks_url)
-            .unwrap();
+        AssertionVerifier::from_jwks_url("https://other.example", "orders-api", &jwks_url).unwrap();
     assert_eq!(
         elsewhere.verify(&good, now()).await.unwrap_err(),
         AssertionError::WrongIssuer
@@ -233,7 +247,10 @@ async fn rotation_old_and_new_keys_verify_during_the_overlap_and_the_old_fails_a
     );
     let stale_then_refreshed = verifier.with_refresh(Duration::ZERO, Duration::ZERO);
     assert_eq!(
-        stale_then_refreshed.verify(&by_old, now()).await.unwrap_err(),
+        stale_then_refreshed
+            .verify(&by_old, now())
+            .await
+            .unwrap_err(),
         AssertionError::UnknownKey
     );
 }
@@ -268,7 +285,12 @@ async fn an_unreachable_jwks_is_a_retryable_503_not_a_401() {
 
 fn upstream(verifier: Arc<AssertionVerifier>) -> axum::Router {
     async fn whoami(assertion: VerifiedAssertion) -> String {
-        format!("{} {} {}", assertion.arn(), assertion.token(), assertion.roles().join(","))
+        format!(
+            "{} {} {}",
+            assertion.arn(),
+            assertion.token(),
+            assertion.roles().join(",")
+        )
     }
     axum::Router::new()
         .route("/whoami", axum::routing::get(whoami))

@@ -81,6 +81,11 @@ pub use iam_join_core::token::K8S_AWS_V1_PREFIX as K8S_TOKEN_PREFIX;
 pub use iam_join_core::token::RawSignedRequest as SignedStsRequest;
 #[doc(inline)]
 pub use iam_join_core::token::{ProofFormat, decode_proof_token};
+/// The verifier's wire types and checked names, shared so client and server cannot drift.
+#[doc(inline)]
+pub use iam_join_core::wire::{ErrorBody, WhoAmIBody};
+#[doc(inline)]
+pub use iam_join_core::{Audience, Partition, Region, TokenName};
 
 #[cfg(feature = "aws-config")]
 pub use credentials::load_credentials;

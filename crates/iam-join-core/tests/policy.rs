@@ -815,7 +815,7 @@ fn field_names(src: &str) -> Vec<(usize, Vec<String>)> {
     }
     let mut out = Vec::new();
     for (i, doc) in serde_norway::Deserializer::from_str(src).enumerate() {
-        let v = Value::deserialize(doc).unwrap();
+        let v = Value::deserialize(doc).expect("fixture documents are YAML");
         if v["spec"]["join_method"].as_str() != Some("iam") {
             continue;
         }

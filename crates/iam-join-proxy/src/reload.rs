@@ -228,10 +228,7 @@ mod tests {
         let tmp = dir.path().join("token.tmp");
         std::fs::write(&tmp, policy("edited")).expect("write edit");
         std::fs::rename(&tmp, &path).expect("edit in place");
-        let fresh = {
-            let r = reloader.clone();
-            std::thread::spawn(move || r.reload("after the edit"))
-        };
+        let fresh = std::thread::spawn(move || reloader.reload("after the edit"));
         // Give the second reload time to finish if nothing holds it back (as before the fix).
         std::thread::sleep(Duration::from_millis(300));
 

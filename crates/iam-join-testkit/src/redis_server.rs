@@ -461,7 +461,10 @@ impl RedisSentinelSet {
                 break;
             }
             // "NOGOODSLAVE" until the sentinel has seen the replica healthy for a while.
-            assert!(Instant::now() < deadline, "SENTINEL FAILOVER refused: {out}");
+            assert!(
+                Instant::now() < deadline,
+                "SENTINEL FAILOVER refused: {out}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         // Done when the sentinel names the replica, it is primary, and the old primary has
@@ -522,7 +525,11 @@ fn spawn_redis(port: u16, options: &RedisOptions, dir: &Path) -> Result<Child, S
         // ACL rules are read from a file: on the command line a rule is one argument, which
         // Redis would take for a user name with spaces.
         let conf = dir.join(format!("users-{port}.conf"));
-        let lines: String = options.users.iter().map(|u| format!("user {u}\n")).collect();
+        let lines: String = options
+            .users
+            .iter()
+            .map(|u| format!("user {u}\n"))
+            .collect();
         std::fs::write(&conf, lines).map_err(|e| format!("write {}: {e}", conf.display()))?;
         cmd.arg(conf);
     }

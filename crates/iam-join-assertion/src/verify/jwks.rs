@@ -306,7 +306,11 @@ mod tests {
         );
         assert!(matches!(cache.key(key.kid()).await, Lookup::Found(_)));
         assert!(matches!(cache.key(key.kid()).await, Lookup::Found(_)));
-        assert_eq!(fetches.load(Ordering::SeqCst), 1, "known kid: served from cache");
+        assert_eq!(
+            fetches.load(Ordering::SeqCst),
+            1,
+            "known kid: served from cache"
+        );
         for forged in ["a", "b", "c", "d"] {
             assert!(matches!(cache.key(forged).await, Lookup::Unknown));
         }

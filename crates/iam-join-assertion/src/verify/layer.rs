@@ -150,7 +150,10 @@ mod extract {
     impl<S: Send + Sync> FromRequestParts<S> for VerifiedAssertion {
         type Rejection = AssertionError;
 
-        async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _state: &S,
+        ) -> Result<Self, Self::Rejection> {
             parts
                 .extensions
                 .get::<VerifiedAssertion>()

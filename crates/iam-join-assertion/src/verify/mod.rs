@@ -148,6 +148,9 @@ impl AssertionVerifier {
             ErrorKind::InvalidSignature => AssertionError::SignatureInvalid,
             ErrorKind::InvalidAudience => AssertionError::WrongAudience,
             ErrorKind::InvalidIssuer => AssertionError::WrongIssuer,
+            ErrorKind::Base64(_) | ErrorKind::InvalidToken => {
+                AssertionError::Malformed("not a JWS compact serialization")
+            }
             _ => AssertionError::Malformed("claims are not an identity assertion"),
         })?
         .claims;

@@ -565,7 +565,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
 
     let challenge_key_file = raw.challenge_key_file.map(|p| resolve(base, p));
     let drain_timeout = duration(raw.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
-    let connections = validate_connections(raw.connections)?;
+    let connections = validate_connections(&raw.connections)?;
 
     #[cfg(feature = "redis")]
     let redis = match raw.redis {
@@ -707,7 +707,7 @@ fn at_least_one(field: &str, n: usize) -> Result<usize, ConfigError> {
     }
 }
 
-fn validate_connections(raw: raw::RawConnections) -> Result<ConnectionLimits, ConfigError> {
+fn validate_connections(raw: &raw::RawConnections) -> Result<ConnectionLimits, ConfigError> {
     let d = ConnectionLimits::default();
     let streams = raw
         .http2_max_concurrent_streams
