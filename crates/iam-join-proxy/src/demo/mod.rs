@@ -247,7 +247,7 @@ async fn steps(out: &mut String, base: &str) -> Result<(), DemoError> {
     let (alice, alice_arn) = identity(0)?;
     let verifier = VerifierClient::new(base).map_err(fail)?;
     let challenge = verifier.fetch_challenge().await.map_err(fail)?;
-    let proof = ProofBuilder::new(endpoint, challenge.binding().map_err(fail)?)
+    let proof = ProofBuilder::new(endpoint, Binding::Challenge(challenge.challenge))
         .build(&alice)
         .map_err(fail)?;
     let _ = writeln!(
