@@ -5,6 +5,8 @@ use aws_config::profile::ProfileFileCredentialsProvider;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::ProvideCredentials;
 
+use iam_join_core::error::error_chain;
+
 use crate::ClientError;
 
 /// The sources of the default chain, in order, with what sets each up. Shown when none worked.
@@ -91,20 +93,4 @@ pub async fn load_credentials(
             ),
         })),
     }
-}
-
-/// An error and its sources on one line. aws-config's credential errors describe the source
-/// (file, variable, endpoint) and never carry key material.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }

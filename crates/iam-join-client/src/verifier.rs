@@ -12,6 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use iam_join_core::TokenName;
+use iam_join_core::error::error_chain;
 use iam_join_core::wire::{ChallengeBody, ErrorBody, WhoAmIBody};
 use serde::Deserialize as _;
 
@@ -418,17 +419,6 @@ fn printable(s: &str, max: usize) -> String {
         .collect();
     if cut.len() < s.trim().len() {
         out.push('…');
-    }
-    out
-}
-
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
     }
     out
 }

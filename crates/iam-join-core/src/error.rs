@@ -53,11 +53,15 @@ pub enum ErrorCode {
     UpstreamUnavailable,
     /// The upstream did not answer in time.
     UpstreamTimeout,
+    /// The proxy already has its limit of requests in flight to the upstream; retryable.
+    UpstreamBusy,
+    /// The client paused its request body for too long.
+    RequestTimeout,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (for tests, docs and metric pre-registration).
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 24] = [
         Self::MissingProof,
         Self::MalformedProof,
         Self::HostNotAllowed,
@@ -80,6 +84,8 @@ impl ErrorCode {
         Self::NotFound,
         Self::UpstreamUnavailable,
         Self::UpstreamTimeout,
+        Self::UpstreamBusy,
+        Self::RequestTimeout,
     ];
 
     /// The stable wire code, e.g. `"malformed_proof"`.
@@ -107,6 +113,8 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::UpstreamBusy => "upstream_busy",
+            Self::RequestTimeout => "request_timeout",
         }
     }
 
@@ -127,11 +135,13 @@ impl ErrorCode {
             Self::UnknownToken | Self::TokenExpired | Self::NotAllowed => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
+            Self::RequestTimeout => 408,
             Self::RateLimited => 429,
             Self::UpstreamUnavailable => 502,
             Self::StsUnavailable
             | Self::ReplayStoreUnavailable
-            | Self::OrganizationsUnavailable => 503,
+            | Self::OrganizationsUnavailable
+            | Self::UpstreamBusy => 503,
             Self::UpstreamTimeout => 504,
         }
     }
@@ -144,6 +154,7 @@ impl ErrorCode {
                 | Self::StsUnavailable
                 | Self::ReplayStoreUnavailable
                 | Self::OrganizationsUnavailable
+                | Self::UpstreamBusy
         )
     }
 }
@@ -207,6 +218,23 @@ impl VerifyError {
     }
 }
 
+/// An error and its sources on one line, `outer: inner: …`, skipping a source whose text the
+/// line already holds (hyper and aws-config errors often repeat their cause). For logs and CLI
+/// messages; the errors chained here (I/O, TLS, HTTP, credential sources) carry no secrets.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 pub(crate) fn malformed(message: impl Into<Cow<'static, str>>) -> VerifyError {
     VerifyError::new(ErrorCode::MalformedProof, message)
 }
@@ -240,6 +268,8 @@ mod tests {
             ("not_found", 404),
             ("upstream_unavailable", 502),
             ("upstream_timeout", 504),
+            ("upstream_busy", 503),
+            ("request_timeout", 408),
         ];
         assert_eq!(table.len(), ErrorCode::ALL.len());
         for (code, (name, status)) in ErrorCode::ALL.into_iter().zip(table) {
@@ -256,6 +286,20 @@ mod tests {
             assert!(seen.insert(code.as_str()));
             assert!((400..600).contains(&code.http_status()));
         }
+    }
+
+    #[test]
+    fn error_chain_joins_sources_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other("inner"));
+        assert_eq!(error_chain(&e), "outer: inner");
+        #[derive(Debug, thiserror::Error)]
+        #[error("connect failed: inner")]
+        struct Repeats(#[source] std::io::Error);
+        let e = Repeats(std::io::Error::other("inner"));
+        assert_eq!(error_chain(&e), "connect failed: inner");
     }
 
     #[test]

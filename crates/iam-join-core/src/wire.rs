@@ -197,6 +197,9 @@ impl ErrorBody {
 pub const JSON_CONTENT_TYPE: &str = "application/json";
 /// The `WWW-Authenticate` challenge sent with `missing_proof`.
 pub const WWW_AUTHENTICATE: &str = "Bearer realm=\"iam-join\"";
+/// The header naming a denial's code on every error response. A gateway that drops the body
+/// (nginx `auth_request`) can still render the exact code from it.
+pub const ERROR_HEADER: &str = "x-iam-join-error";
 /// The `Retry-After` used when a retryable denial does not say how long to wait.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -210,6 +213,8 @@ pub struct ErrorResponse {
     pub retry_after_secs: Option<u64>,
     /// `WWW-Authenticate`, for `missing_proof` only.
     pub www_authenticate: Option<&'static str>,
+    /// The code, also sent in [`ERROR_HEADER`].
+    pub code: ErrorCode,
     /// The JSON [`ErrorBody`].
     pub body: String,
 }
@@ -227,16 +232,18 @@ impl ErrorResponse {
             status: code.http_status(),
             retry_after_secs,
             www_authenticate: (code == ErrorCode::MissingProof).then_some(WWW_AUTHENTICATE),
+            code,
             body: error.to_json(),
         }
     }
 
-    /// The response headers, names lowercase: `content-type`, `cache-control: no-store`, and
-    /// `retry-after` / `www-authenticate` where they apply.
+    /// The response headers, names lowercase: `content-type`, `cache-control: no-store`,
+    /// [`ERROR_HEADER`], and `retry-after` / `www-authenticate` where they apply.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         let mut headers = vec![
             ("content-type", JSON_CONTENT_TYPE.to_owned()),
             ("cache-control", "no-store".to_owned()),
+            (ERROR_HEADER, self.code.as_str().to_owned()),
         ];
         if let Some(secs) = self.retry_after_secs {
             headers.push(("retry-after", secs.to_string()));
@@ -289,6 +296,8 @@ mod tests {
                 code.is_retryable(),
                 "{code}"
             );
+            let named = r.headers().into_iter().find(|(n, _)| *n == ERROR_HEADER);
+            assert_eq!(named.map(|(_, v)| v), Some(code.as_str().to_owned()));
             assert_eq!(
                 names.contains(&"www-authenticate"),
                 code == ErrorCode::MissingProof

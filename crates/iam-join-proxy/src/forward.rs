@@ -27,12 +27,16 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use iam_join_core::ErrorCode;
+use iam_join_core::error::error_chain;
+use iam_join_tower::Denial;
+use iam_join_tower::hop_by_hop::{connection_tokens, remove_hop_by_hop};
 use iam_join_tower::log_summary::{self, LogSummary};
 use ipnet::IpNet;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -56,20 +60,6 @@ pub struct ConnectionInfo {
     /// Whether the client connection is TLS.
     pub tls: bool,
 }
-
-/// Headers that describe one connection and must not be forwarded (RFC 9110 §7.6.1), plus the
-/// `Proxy-*` family.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -191,14 +181,10 @@ impl Inner {
             UPSTREAM_LOG.record("busy", |suppressed| {
                 tracing::warn!(upstream = %self.authority, suppressed, "upstream request limit reached; answering 503");
             });
-            let mut resp = error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "upstream_busy",
+            return error_response(
+                ErrorCode::UpstreamBusy,
                 "too many requests are in flight to the upstream; retry shortly",
             );
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return resp;
         };
         let info = req.extensions().get::<ConnectionInfo>().copied();
         let upgrade = upgrade_protocol(&req);
@@ -225,8 +211,7 @@ impl Inner {
             Ok(uri) => uri,
             Err(_) => {
                 return error_response(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
+                    ErrorCode::BadRequest,
                     "the request target cannot be forwarded",
                 );
             }
@@ -266,8 +251,7 @@ impl Inner {
             Ok(Ok(resp)) => resp,
             Ok(Err(_)) if progress.stalled() => {
                 return error_response(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
+                    ErrorCode::RequestTimeout,
                     "the request body paused for too long",
                 );
             }
@@ -276,8 +260,7 @@ impl Inner {
                     tracing::warn!(upstream = %self.authority, error = %error_chain(&e), suppressed, "upstream request failed");
                 });
                 return error_response(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_unavailable",
+                    ErrorCode::UpstreamUnavailable,
                     "the upstream could not be reached; retry later",
                 );
             }
@@ -286,8 +269,7 @@ impl Inner {
                     tracing::warn!(upstream = %self.authority, timeout = ?self.timeout, suppressed, "upstream timed out");
                 });
                 return error_response(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream_timeout",
+                    ErrorCode::UpstreamTimeout,
                     "the upstream did not answer in time",
                 );
             }
@@ -308,8 +290,7 @@ impl Inner {
             }
             // 101 without an upgrade request: refuse to pass a protocol switch we cannot carry.
             return error_response(
-                StatusCode::BAD_GATEWAY,
-                "upstream_unavailable",
+                ErrorCode::UpstreamUnavailable,
                 "the upstream switched protocols without being asked",
             );
         }
@@ -377,13 +358,7 @@ fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
     if req.version() != Version::HTTP_11 {
         return None;
     }
-    let asks = req
-        .headers()
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let asks = connection_tokens(req.headers()).any(|t| t.eq_ignore_ascii_case("upgrade"));
     let mut upgrades = req.headers().get_all(header::UPGRADE).iter();
     let (Some(value), None) = (upgrades.next(), upgrades.next()) else {
         return None;
@@ -394,50 +369,12 @@ fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
     (asks && websocket).then(|| HeaderValue::from_static("websocket"))
 }
 
-/// Removes the hop-by-hop headers, and every header named in `Connection`.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
-    }
-}
-
-/// A JSON error answered by the proxy itself: `{"error": {"code", "message"}}`.
-pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response<ProxyBody> {
-    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
-    let mut resp = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(BoxError::from)
-            .boxed_unsync(),
-    );
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
+/// A JSON error answered by the proxy itself, from the same code → response map as the layer's
+/// denials (`Retry-After` for retryable codes, `x-iam-join-error`, `no-store`).
+pub fn error_response(code: ErrorCode, message: &'static str) -> Response<ProxyBody> {
+    Denial::retry(code, message, Duration::from_secs(1))
+        .to_response()
+        .map(|b| b.map_err(BoxError::from).boxed_unsync())
 }
 
 /// Upgraded connections (WebSockets) relayed by the proxy. They outlive the HTTP exchange that

@@ -192,13 +192,10 @@ pub fn build_error(e: &BuildError) -> ProxyError {
         BuildError::BadAudience(_) => "audience",
         BuildError::BadOverride(_) => "sts.overrides",
         BuildError::BadRegion(_) => "sts.extra_regions",
-        BuildError::BadRate(name) => match *name {
-            "per_client" => "rate_limits.per_client",
-            "per_key_id" => "rate_limits.per_key_id",
-            "sts_budget" => "rate_limits.sts_budget",
-            "sts_reserved_percent" => "rate_limits.sts_reserved_percent",
-            _ => "rate_limits.per_account",
-        },
+        // The layer's limits are named as in `rate_limits:`.
+        BuildError::BadRate(limit) => {
+            return ProxyError::config(format!("rate_limits.{}", limit.field()), limit.reason());
+        }
         BuildError::BadTokenName(_) => "default_token",
         _ => "config",
     };

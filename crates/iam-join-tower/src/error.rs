@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
+use iam_join_core::wire::ErrorResponse;
 use iam_join_core::{ErrorCode, VerifyError};
 
 /// A denial with, for retryable codes, how long to wait.
@@ -34,32 +35,22 @@ impl Denial {
         self.error.code()
     }
 
-    /// The JSON error response.
+    /// A denial that is not retried (method, path and request-shape refusals).
+    pub fn new(code: ErrorCode, message: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        Self::from(VerifyError::new(code, message))
+    }
+
+    /// The JSON error response, from core's one map of code to status, headers and body
+    /// ([`ErrorResponse`]), so the layer, the proxy and `/verify` answer alike.
     pub fn to_response(&self) -> Response<Full<Bytes>> {
-        let code = self.error.code();
-        let mut resp = Response::new(Full::new(Bytes::from(self.error.to_json())));
-        *resp.status_mut() =
-            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::FORBIDDEN);
+        let plain = ErrorResponse::new(&self.error, self.retry_after);
+        let mut resp = Response::new(Full::new(Bytes::from(plain.body.clone())));
+        *resp.status_mut() = StatusCode::from_u16(plain.status).unwrap_or(StatusCode::FORBIDDEN);
         let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if code.is_retryable() {
-            let secs = self
-                .retry_after
-                .unwrap_or(Duration::from_secs(1))
-                .as_secs_f64()
-                .ceil()
-                .max(1.0) as u64;
-            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        if code == ErrorCode::MissingProof {
-            h.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"iam-join\""),
-            );
+        for (name, value) in plain.headers() {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                h.insert(HeaderName::from_static(name), value);
+            }
         }
         resp
     }
@@ -94,9 +85,9 @@ pub enum BuildError {
     /// An extra region name is invalid.
     #[error(transparent)]
     BadRegion(#[from] iam_join_core::hosts::InvalidRegion),
-    /// A rate has a zero field.
-    #[error("rate limit {0} must have per_second and burst above zero")]
-    BadRate(&'static str),
+    /// A rate has a zero field, or the reserved share is out of range.
+    #[error("rate limit {0}")]
+    BadRate(crate::ratelimit::InvalidLimit),
     /// The default token name is not a plausible token name.
     #[error("default token name {0:?} is not valid")]
     BadTokenName(String),

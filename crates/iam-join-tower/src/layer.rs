@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use iam_join_core::challenge::ChallengeKey;
 use iam_join_core::policy::TokenPolicy;
-use iam_join_core::{ProofRules, StsHostAllowList};
+use iam_join_core::{Audience, ProofRules, StsHostAllowList, TokenName};
 use opentelemetry::metrics::Meter;
 use tower_layer::Layer;
 
@@ -18,7 +18,6 @@ use crate::ratelimit::{
 };
 use crate::replay::{MemoryReplayStore, ReplayStore};
 use crate::service::IamJoinService;
-use crate::service::carrier::is_token_name;
 use crate::service::routes::{PathPattern, Routes};
 use crate::service::shared::Shared;
 use crate::sts::{HyperStsClient, StsClient, StsClientConfig};
@@ -285,16 +284,15 @@ impl IamJoinLayerBuilder {
         if !prefix.starts_with('/') || prefix.ends_with('/') {
             return Err(BuildError::BadPrefix(prefix));
         }
+        // The names' rules live in core (iam_join_core::names), shared with the proxy's
+        // configuration and the client.
         if let Some(a) = &self.audience
-            && (a.is_empty()
-                || a.len() > 256
-                || !a.bytes().all(|b| (b' '..=b'~').contains(&b))
-                || a.trim() != a)
+            && a.parse::<Audience>().is_err()
         {
             return Err(BuildError::BadAudience(a.clone()));
         }
         if let Some(t) = &self.default_token
-            && !is_token_name(t)
+            && t.parse::<TokenName>().is_err()
         {
             return Err(BuildError::BadTokenName(t.clone()));
         }

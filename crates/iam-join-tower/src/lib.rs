@@ -42,6 +42,7 @@
 pub mod cache;
 mod error;
 mod future;
+pub mod hop_by_hop;
 mod layer;
 pub mod log_summary;
 pub mod metrics;

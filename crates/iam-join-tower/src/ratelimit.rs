@@ -173,8 +173,27 @@ impl Default for RateLimits {
     }
 }
 
-/// A limit that cannot be built: the name of its field (`per_client`, `sts_reserved_percent`…).
-pub type InvalidLimit = &'static str;
+/// A limit that cannot be built: which field of [`RateLimits`] (the proxy's `rate_limits:`
+/// section uses the same names) and why. The one wording of the rule, for the builder's error
+/// and the proxy's configuration alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {reason}")]
+pub struct InvalidLimit {
+    field: &'static str,
+    reason: &'static str,
+}
+
+impl InvalidLimit {
+    /// The field, e.g. `per_client` or `sts_reserved_percent`.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// What the rule is, e.g. `must be 1 to 90 (...)`.
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+}
 
 impl RateLimits {
     /// No limits at all.
@@ -204,7 +223,7 @@ impl RateLimits {
     /// budget must stay open, or a workload's first join could never reach STS).
     ///
     /// # Errors
-    /// The name of the first invalid field.
+    /// The first invalid field.
     pub fn validate(&self) -> Result<(), InvalidLimit> {
         for (name, rate) in [
             ("per_client", self.per_client),
@@ -213,11 +232,17 @@ impl RateLimits {
             ("per_account", self.per_account),
         ] {
             if rate.is_some_and(|r| r.quota().is_none()) {
-                return Err(name);
+                return Err(InvalidLimit {
+                    field: name,
+                    reason: "must have per_second and burst of at least 1 (write null to disable the limit)",
+                });
             }
         }
         if !(1..=90).contains(&self.sts_reserved_percent) {
-            return Err("sts_reserved_percent");
+            return Err(InvalidLimit {
+                field: "sts_reserved_percent",
+                reason: "must be 1 to 90 (some of the budget stays open to clients not seen before)",
+            });
         }
         Ok(())
     }
@@ -516,7 +541,7 @@ mod tests {
             per_second: 0,
             burst: 1,
         });
-        let cases: [(RateLimits, Result<(), InvalidLimit>); 8] = [
+        let cases: [(RateLimits, Result<(), &str>); 8] = [
             (RateLimits::default(), Ok(())),
             (RateLimits::none(), Ok(())),
             (
@@ -563,7 +588,11 @@ mod tests {
             ),
         ];
         for (limits, expected) in cases {
-            assert_eq!(limits.validate(), expected, "{limits:?}");
+            assert_eq!(
+                limits.validate().map_err(|e| e.field()),
+                expected,
+                "{limits:?}"
+            );
         }
     }
 

@@ -687,6 +687,68 @@ async fn builder_rejects_bad_configuration_with_typed_errors() {
     ));
 }
 
+/// Token names and audiences the builder must judge exactly as core's `TokenName` and
+/// `Audience` do (the proxy's config has the same table): one rule, one place.
+const NAME_SPELLINGS: &[&str] = &[
+    "iam-token",
+    "bot:ci",
+    "ci@example.com",
+    "a.b_c-d",
+    "",
+    "has space",
+    " lead",
+    "trail ",
+    "tab\there",
+    "slash/no",
+    "caf\u{e9}",
+    "x\n",
+];
+
+#[tokio::test]
+async fn builder_judges_token_names_and_audiences_by_cores_rule() {
+    use iam_join_core::{Audience, TokenName};
+    use iam_join_tower::BuildError;
+    let long = "a".repeat(TokenName::MAX_LEN + 1);
+    let max = "a".repeat(TokenName::MAX_LEN);
+    for name in NAME_SPELLINGS
+        .iter()
+        .copied()
+        .chain([long.as_str(), max.as_str()])
+    {
+        let built = IamJoinLayer::builder()
+            .policy(seed_policy())
+            .default_token(name)
+            .build();
+        assert_eq!(
+            built.is_ok(),
+            name.parse::<TokenName>().is_ok(),
+            "default_token {name:?}"
+        );
+        if built.is_err() {
+            assert!(
+                matches!(built, Err(BuildError::BadTokenName(_))),
+                "{name:?}"
+            );
+        }
+        let built = IamJoinLayer::builder()
+            .policy(seed_policy())
+            .audience(name)
+            .build();
+        assert_eq!(
+            built.is_ok(),
+            name.parse::<Audience>().is_ok(),
+            "audience {name:?}"
+        );
+    }
+    assert!(
+        IamJoinLayer::builder()
+            .policy(seed_policy())
+            .default_token("bot:ci")
+            .build()
+            .is_ok()
+    );
+}
+
 #[tokio::test]
 async fn coalesced_requests_are_not_charged_to_the_per_client_limit() {
     let h = harness(|b| b.rate_limits(RateLimits::default())).await;

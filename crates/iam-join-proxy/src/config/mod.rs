@@ -77,7 +77,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::Uri;
-use iam_join_core::StsHostAllowList;
+use iam_join_core::{Audience, StsHostAllowList, TokenName};
 use iam_join_tower::{Rate, RateLimits};
 use ipnet::IpNet;
 
@@ -451,24 +451,15 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     });
     let upstream = validate_upstream(raw.upstream, base)?;
 
-    if let Some(a) = &raw.audience
-        && (a.is_empty()
-            || a.len() > 256
-            || a.trim() != a
-            || !a.bytes().all(|b| (b' '..=b'~').contains(&b)))
-    {
-        return Err(invalid(
-            "audience",
-            "must be 1 to 256 printable ASCII characters without surrounding spaces",
-        ));
+    // The names' rules live in core (iam_join_core::names), shared with the layer's builder
+    // and the client.
+    if let Some(a) = &raw.audience {
+        a.parse::<Audience>()
+            .map_err(|e| invalid("audience", e.to_string()))?;
     }
-    if let Some(t) = &raw.default_token
-        && !is_token_name(t)
-    {
-        return Err(invalid(
-            "default_token",
-            format!("{t:?} is not a token name (letters, digits, '.', '_', '-')"),
-        ));
+    if let Some(t) = &raw.default_token {
+        t.parse::<TokenName>()
+            .map_err(|e| invalid("default_token", e.to_string()))?;
     }
     if raw.tokens.as_os_str().is_empty() {
         return Err(invalid("tokens", "must name a token file or directory"));
@@ -525,14 +516,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             defaults.per_account,
         )?,
     };
-    rate_limits.validate().map_err(|field| {
-        let why = if field == "sts_reserved_percent" {
-            "must be 1 to 90 (some of the budget stays open to clients not seen before)"
-        } else {
-            "must be at least 1 (write null to disable the limit)"
-        };
-        invalid(format!("rate_limits.{field}"), why)
-    })?;
+    // The layer's rule, and its wording; the fields are named as in `rate_limits:`.
+    rate_limits
+        .validate()
+        .map_err(|e| invalid(format!("rate_limits.{}", e.field()), e.reason()))?;
 
     let trusted_proxies = raw
         .trusted_proxies
@@ -842,14 +829,6 @@ fn parse_net(s: &str) -> Option<IpNet> {
         .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
-/// A join token name: 1 to 253 letters, digits, `.`, `_`, `-` (what the layer accepts in
-/// `X-IAM-Join-Token`).
-fn is_token_name(s: &str) -> bool {
-    (1..=253).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -986,6 +965,46 @@ mod tests {
                 assert_eq!(err.field(), Some(field), "{err}");
             }
         }
+    }
+
+    /// The config judges token names and audiences exactly as core's `TokenName` and
+    /// `Audience` do (the layer's builder has the same table in tests/layer.rs).
+    #[test]
+    fn names_follow_cores_rule() {
+        let long = "a".repeat(TokenName::MAX_LEN + 1);
+        let spellings = [
+            "iam-token",
+            "bot:ci",
+            "ci@example.com",
+            "a.b_c-d",
+            "has space",
+            "tab\there",
+            "slash/no",
+            "caf\u{e9}",
+            long.as_str(),
+        ];
+        for name in spellings {
+            let quoted = serde_json::to_string(name).unwrap();
+            let token = load(&format!("{MINIMAL}default_token: {quoted}\n"));
+            assert_eq!(token.is_ok(), name.parse::<TokenName>().is_ok(), "{name:?}");
+            if let Err(e) = token {
+                assert_eq!(e.field(), Some("default_token"), "{e}");
+            }
+            let text = MINIMAL.replace("audience: my-cluster", &format!("audience: {quoted}"));
+            let audience = load(&text);
+            assert_eq!(
+                audience.is_ok(),
+                name.parse::<Audience>().is_ok(),
+                "{name:?}"
+            );
+        }
+        assert_eq!(
+            load(&format!("{MINIMAL}default_token: bot:ci\n"))
+                .unwrap()
+                .default_token
+                .as_deref(),
+            Some("bot:ci")
+        );
     }
 
     #[test]

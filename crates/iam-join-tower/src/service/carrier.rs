@@ -3,9 +3,10 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use iam_join_core::token::{IAM_JOIN_V1_PREFIX, K8S_AWS_V1_PREFIX};
-use iam_join_core::{ErrorCode, VerifyError};
+use iam_join_core::{ErrorCode, TokenName, VerifyError};
 
 use crate::error::Denial;
+use crate::hop_by_hop::connection_tokens;
 
 /// The proof carrier header besides `Authorization: Bearer`.
 pub const PROOF_HEADER: &str = "x-iam-join-proof";
@@ -34,14 +35,6 @@ pub(crate) fn take_presented(headers: &mut HeaderMap, default_token: Option<&str
     strip_identity_headers(headers);
     remove_bearer_proofs(headers);
     presented
-}
-
-/// A join token name, as the policy accepts them: 1 to 256 characters of letters, digits,
-/// `.`, `_`, `-`, `:`, `@`.
-pub(crate) fn is_token_name(s: &str) -> bool {
-    (1..=256).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'@'))
 }
 
 fn malformed(msg: &'static str) -> Denial {
@@ -128,7 +121,7 @@ fn token_name(headers: &HeaderMap, default: Option<&str>) -> Result<String, Deni
     match (values.next(), values.next()) {
         (Some(_), Some(_)) => Err(unknown("send at most one X-IAM-Join-Token header")),
         (Some(v), None) => match v.to_str().map(str::trim) {
-            Ok(name) if is_token_name(name) => Ok(name.to_owned()),
+            Ok(name) if name.parse::<TokenName>().is_ok() => Ok(name.to_owned()),
             _ => Err(unknown("X-IAM-Join-Token is not a valid token name")),
         },
         (None, _) => default
@@ -174,15 +167,7 @@ pub fn strip_identity_headers(headers: &mut HeaderMap) {
     for n in names {
         headers.remove(n);
     }
-    let connection: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let connection: Vec<String> = connection_tokens(headers).map(str::to_owned).collect();
     if connection.iter().any(|t| is_identity_header_name(t)) {
         headers.remove(header::CONNECTION);
         let kept: Vec<String> = connection

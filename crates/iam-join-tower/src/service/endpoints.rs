@@ -6,7 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::Full;
-use iam_join_core::challenge::{CHALLENGE_HEADER, issue_challenge};
+use iam_join_core::challenge::issue_challenge;
+use iam_join_core::wire::{ChallengeBody, JSON_CONTENT_TYPE};
 use iam_join_core::{ErrorCode, VerifiedIdentity};
 use time::OffsetDateTime;
 
@@ -74,14 +75,13 @@ fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
+        HeaderValue::from_static(JSON_CONTENT_TYPE),
     );
     resp
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
-    let body = serde_json::json!({"error": {"code": "method_not_allowed", "message": format!("use {allow}")}});
-    let mut resp = json_response(StatusCode::METHOD_NOT_ALLOWED, body.to_string());
+    let mut resp = Denial::new(ErrorCode::MethodNotAllowed, format!("use {allow}")).to_response();
     resp.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
     resp
@@ -90,8 +90,11 @@ fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
 fn challenge(verifier: &Verifier) -> Response<Full<Bytes>> {
     let rules = &verifier.rules;
     let Some(key) = &rules.challenge_key else {
-        let body = serde_json::json!({"error": {"code": "not_found", "message": "this verifier does not issue challenges"}});
-        return json_response(StatusCode::NOT_FOUND, body.to_string());
+        return Denial::new(
+            ErrorCode::NotFound,
+            "this verifier does not issue challenges",
+        )
+        .to_response();
     };
     let mut nonce = [0u8; 16];
     if getrandom::fill(&mut nonce).is_err() {
@@ -106,12 +109,12 @@ fn challenge(verifier: &Verifier) -> Response<Full<Bytes>> {
     if let Some(m) = &verifier.metrics {
         m.challenge("issued");
     }
-    let body = serde_json::json!({
-        "challenge": challenge,
-        "header": CHALLENGE_HEADER,
-        "expires_in_seconds": rules.challenge_ttl.as_secs(),
-    });
-    let mut resp = json_response(StatusCode::OK, body.to_string());
+    let body = ChallengeBody::new(challenge, rules.challenge_ttl);
+    // A struct of a string and a number always serializes.
+    let mut resp = json_response(
+        StatusCode::OK,
+        serde_json::to_string(&body).unwrap_or_default(),
+    );
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
