@@ -92,6 +92,14 @@ fn cache_hit(c: &mut Criterion) {
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     let metered_svc = metered.layer(service_fn(ok_service::<Full<Bytes>>));
+    // The same layer signing an identity assertion for each admitted request (ES256, the
+    // default); a hit reuses the assertion cached with the identity.
+    let signed = iam_join_benches::layer_builder()
+        .sts_override_all(emulator.url())
+        .assertion(assertion_signer())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let signed_svc = signed.layer(service_fn(ok_service::<Full<Bytes>>));
     let rules = ProofRules {
         audience: Some(AUDIENCE.to_owned()),
         ..ProofRules::default()
@@ -122,8 +130,12 @@ fn cache_hit(c: &mut Criterion) {
             StatusCode::OK,
             "warm-up request for {kind:?} was denied"
         );
+        let resp = rt
+            .block_on(signed_svc.clone().oneshot(request(&auth)))
+            .unwrap_or_else(|e| match e {});
+        assert_eq!(resp.status(), StatusCode::OK, "warm-up for {kind:?} denied");
         // One STS call per layer (each has its own cache).
-        assert_eq!(emulator.calls(), before + 2);
+        assert_eq!(emulator.calls(), before + 3);
         println!("proof size post/{}: {} bytes", kind.label(), proof.len());
 
         let label = kind.label();
@@ -172,6 +184,16 @@ fn cache_hit(c: &mut Criterion) {
                 }
             });
         });
+        group.bench_function(format!("layer_with_assertion/{label}"), |b| {
+            b.to_async(&rt).iter(|| {
+                let svc = signed_svc.clone();
+                let req = request(&auth);
+                async move {
+                    let resp = svc.oneshot(req).await.unwrap_or_else(|e| match e {});
+                    assert_eq!(resp.status(), StatusCode::OK);
+                }
+            });
+        });
         group.bench_function(format!("no_layer/{label}"), |b| {
             b.to_async(&rt).iter(|| {
                 let svc = bare;
@@ -184,7 +206,7 @@ fn cache_hit(c: &mut Criterion) {
         });
         assert_eq!(
             emulator.calls(),
-            before + 2,
+            before + 3,
             "a cache-hit benchmark called STS"
         );
         interleaved.push((kind, proof, auth));
@@ -198,6 +220,7 @@ fn cache_hit(c: &mut Criterion) {
         const BATCH: u32 = 2_000;
         const ROUNDS: usize = 15;
         let mut ratios = Vec::with_capacity(ROUNDS);
+        let mut signed_ratios = Vec::with_capacity(ROUNDS);
         let (mut sha_total, mut layer_total) = (Duration::ZERO, Duration::ZERO);
         for _ in 0..ROUNDS {
             let t = Instant::now();
@@ -206,17 +229,11 @@ fn cache_hit(c: &mut Criterion) {
             }
             let sha = t.elapsed();
             let t = Instant::now();
-            rt.block_on(async {
-                for _ in 0..BATCH {
-                    let resp = svc
-                        .clone()
-                        .oneshot(request(&auth))
-                        .await
-                        .unwrap_or_else(|e| match e {});
-                    assert_eq!(resp.status(), StatusCode::OK);
-                }
-            });
+            rt.block_on(hits(&svc, &auth, BATCH));
             let layer = t.elapsed();
+            let t = Instant::now();
+            rt.block_on(hits(&signed_svc, &auth, BATCH));
+            signed_ratios.push(t.elapsed().as_secs_f64() / layer.as_secs_f64());
             ratios.push(layer.as_secs_f64() / sha.as_secs_f64());
             sha_total += sha;
             layer_total += layer;
@@ -232,9 +249,45 @@ fn cache_hit(c: &mut Criterion) {
             ratios[0],
             ratios[ROUNDS - 1]
         );
+        signed_ratios.sort_by(f64::total_cmp);
+        println!(
+            "cache_hit interleaved/{}: layer with assertions / without median {:.2}x (min {:.2}x, max {:.2}x)",
+            kind.label(),
+            signed_ratios[ROUNDS / 2],
+            signed_ratios[0],
+            signed_ratios[ROUNDS - 1]
+        );
     }
-    assert_eq!(emulator.calls(), 4, "a cache-hit benchmark called STS");
+    assert_eq!(emulator.calls(), 6, "a cache-hit benchmark called STS");
     rt.block_on(emulator.shutdown());
+}
+
+/// `count` cache hits through `svc`, one after the other.
+async fn hits<S, B>(svc: &S, auth: &HeaderValue, count: u32)
+where
+    S: tower::Service<
+            Request<Full<Bytes>>,
+            Response = http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Clone,
+{
+    for _ in 0..count {
+        let resp = svc
+            .clone()
+            .oneshot(request(auth))
+            .await
+            .unwrap_or_else(|e| match e {});
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+}
+
+/// An ES256 signer with a key made for the benchmark.
+fn assertion_signer() -> Arc<iam_join_assertion::AssertionSigner> {
+    let config = iam_join_assertion::AssertionConfig::new("https://iam-join.bench", ["bench-app"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let keys = iam_join_assertion::KeySet::generate(iam_join_assertion::SigningAlgorithm::Es256)
+        .unwrap_or_else(|e| panic!("{e}"));
+    Arc::new(iam_join_assertion::AssertionSigner::new(config, keys))
 }
 
 /// Signs `n` distinct proofs of `kind`, none older than [`MAX_BACKDATE_SECS`].

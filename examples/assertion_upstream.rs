@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use axum::{Router, routing::get};
 use iam_join_assertion::{
-    AssertionConfig, AssertionLayer, AssertionSigner, AssertionVerifier, KeySet,
-    SigningAlgorithm, VerifiedAssertion,
+    AssertionConfig, AssertionLayer, AssertionSigner, AssertionVerifier, KeySet, SigningAlgorithm,
+    VerifiedAssertion,
 };
 use iam_join_core::{BindingKind, CallerIdentity, StsAnswer, StsHostAllowList, VerifiedIdentity};
 use time::OffsetDateTime;

@@ -252,6 +252,74 @@ impl Stack {
     }
 }
 
+/// The issuer every test verifier signs assertions as.
+pub const ASSERTION_ISSUER: &str = "https://iam-join.e2e.test";
+/// The audience every test verifier signs assertions for (the app's name).
+pub const ASSERTION_AUDIENCE: &str = "e2e-app";
+
+/// The `assertion:` section of a test config, signing with `keys` (PEM paths, the first signs)
+/// or, when `keys` is empty, with a key generated at start.
+pub fn assertion_config(keys: &[&std::path::Path]) -> String {
+    let keys = if keys.is_empty() {
+        "generate: true".to_owned()
+    } else {
+        let files: Vec<String> = keys
+            .iter()
+            .map(|k| format!("{{file: \"{}\"}}", k.display()))
+            .collect();
+        format!("keys: [{}]", files.join(", "))
+    };
+    format!(
+        "assertion: {{issuer: \"{ASSERTION_ISSUER}\", audiences: [{ASSERTION_AUDIENCE}], {keys}}}\n"
+    )
+}
+
+/// Writes a fresh P-256 key (unencrypted PKCS#8 PEM, as `openssl genpkey` writes) to `path`.
+pub fn write_assertion_key(path: &std::path::Path) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("P-256 key");
+    std::fs::write(path, key.serialize_pem()).expect("write key");
+}
+
+/// Verifies `jws` as an app behind the proxy would: against the key set fetched from
+/// `jwks_url`, for [`ASSERTION_ISSUER`] and [`ASSERTION_AUDIENCE`].
+pub async fn verify_assertion(
+    jwks_url: &str,
+    jws: &str,
+) -> Result<iam_join_assertion::VerifiedAssertion, iam_join_assertion::AssertionError> {
+    iam_join_assertion::AssertionVerifier::from_jwks_url(
+        ASSERTION_ISSUER,
+        ASSERTION_AUDIENCE,
+        jwks_url,
+    )
+    .expect("JWKS URL")
+    .verify(jws, time::OffsetDateTime::now_utc())
+    .await
+}
+
+/// The assertion's claims say exactly what the identity headers in the upstream `echo` say.
+pub fn assert_claims_match_headers(
+    echo: &serde_json::Value,
+    claims: &iam_join_assertion::AssertionClaims,
+) {
+    let header = |name: &str| {
+        echo["headers"][name][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(header("x-iam-join-account"), claims.aws_account, "{echo}");
+    assert_eq!(header("x-iam-join-arn"), claims.aws_arn, "{echo}");
+    assert_eq!(header("x-iam-join-user-id"), claims.aws_user_id, "{echo}");
+    assert_eq!(header("x-iam-join-token"), claims.join_token, "{echo}");
+    assert_eq!(header("x-iam-join-roles"), claims.roles.join(","), "{echo}");
+    assert_eq!(header("x-iam-join-region"), claims.aws_region, "{echo}");
+    assert_eq!(claims.sub, claims.aws_arn);
+    assert!(
+        claims.iss == ASSERTION_ISSUER && claims.exp > claims.iat,
+        "{claims:?}"
+    );
+}
+
 /// One HTTP/1.1 request with a buffered body; returns status, headers and the whole body.
 pub async fn request(
     method: &str,

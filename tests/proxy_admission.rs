@@ -150,7 +150,10 @@ async fn challenge_join_is_admitted_once_and_its_replay_is_refused() {
     let stack = Stack::start().await;
     let verifier = VerifierClient::new(&stack.url("")).expect("client");
     let challenge = verifier.fetch_challenge().await.expect("challenge");
-    let token = proof(Who::NodeRole, Binding::for_challenge(&challenge).expect("binding"));
+    let token = proof(
+        Who::NodeRole,
+        Binding::for_challenge(&challenge).expect("binding"),
+    );
     let (k, v) = bearer(&token);
 
     let (status, _, body) = request("POST", &stack.url(JOIN_PATH), &[(k, &v)], Bytes::new()).await;

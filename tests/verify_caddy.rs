@@ -34,3 +34,8 @@ async fn caddy_refusals_pass_through_with_status_retry_after_and_json() {
 async fn caddy_rate_limited_clients_get_429_with_retry_after() {
     verify_support::rate_limit_passes_through(FrontKind::Caddy).await;
 }
+
+#[tokio::test]
+async fn caddy_app_gets_the_verifiers_signed_assertion_and_never_a_client_sent_one() {
+    verify_support::assertion_reaches_the_app(FrontKind::Caddy).await;
+}

@@ -343,7 +343,10 @@ async fn envoy_check_of_a_challenge_path_needs_a_challenge() {
 
     let verifier = VerifierClient::new(&stack.url("")).expect("client");
     let challenge = verifier.fetch_challenge().await.expect("challenge");
-    let token = proof(Who::NodeRole, Binding::for_challenge(&challenge).expect("binding"));
+    let token = proof(
+        Who::NodeRole,
+        Binding::for_challenge(&challenge).expect("binding"),
+    );
     let bearer = format!("Bearer {token}");
     let app = admitted(
         through_envoy(

@@ -34,3 +34,8 @@ async fn nginx_refusals_pass_through_with_status_retry_after_and_json() {
 async fn nginx_rate_limited_clients_get_429_with_retry_after() {
     verify_support::rate_limit_passes_through(FrontKind::Nginx).await;
 }
+
+#[tokio::test]
+async fn nginx_app_gets_the_verifiers_signed_assertion_and_never_a_client_sent_one() {
+    verify_support::assertion_reaches_the_app(FrontKind::Nginx).await;
+}

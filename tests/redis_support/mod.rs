@@ -201,7 +201,11 @@ pub(crate) async fn challenge_proof(
         .await
         .unwrap_or_else(|e| panic!("{}: challenge endpoint: {e}", issuer.name));
     assert_eq!(challenge.header, "x-teleport-challenge");
-    signed_proof(creds, Binding::for_challenge(&challenge).expect("binding"), 0)
+    signed_proof(
+        creds,
+        Binding::for_challenge(&challenge).expect("binding"),
+        0,
+    )
 }
 
 /// What a proxy answered.

@@ -10,7 +10,10 @@
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use iam_join_client::Binding;
-use iam_join_e2e::{JOIN_PATH, Stack, StackOptions, Who, audience_proof, bearer, proof, request};
+use iam_join_e2e::{
+    JOIN_PATH, Stack, StackOptions, Who, assert_claims_match_headers, assertion_config,
+    audience_proof, bearer, proof, request, verify_assertion,
+};
 use iam_join_testkit::front_proxy::{FrontKind, FrontProxy};
 use serde_json::Value;
 
@@ -68,6 +71,22 @@ impl Front {
 
     /// A verifier with `extra_config` (top-level YAML) behind `kind`.
     pub(crate) async fn start_with(kind: FrontKind, extra_config: &str) -> Self {
+        Self::start_full(kind, extra_config, &[]).await
+    }
+
+    /// A verifier that signs assertions (with a generated key) behind `kind`, whose example
+    /// config has its assertion line switched on (Caddy's is commented out by default).
+    pub(crate) async fn start_with_assertions(kind: FrontKind) -> Self {
+        let caddy_line = "# request_header X-Iam-Join-Assertion";
+        Self::start_full(
+            kind,
+            &assertion_config(&[]),
+            &[(caddy_line, &caddy_line[2..])],
+        )
+        .await
+    }
+
+    async fn start_full(kind: FrontKind, extra_config: &str, caddy_edits: &[(&str, &str)]) -> Self {
         let stack = Stack::start_with(StackOptions {
             // nginx and Caddy name the client in X-Forwarded-For, as deploy/README.md says.
             extra_config: format!("trusted_proxies: [127.0.0.1/32]\n{extra_config}"),
@@ -88,17 +107,14 @@ impl Front {
                 )
             }),
             FrontKind::Caddy => FrontProxy::caddy(|port| {
-                substitute(
-                    CADDY_SITE,
-                    &[
-                        (
-                            "app.example.com {",
-                            &format!("http://:{port} {{\n\tbind 127.0.0.1"),
-                        ),
-                        (EXAMPLE_VERIFIER, &verifier),
-                        (EXAMPLE_APP, &app),
-                    ],
-                )
+                let site = format!("http://:{port} {{\n\tbind 127.0.0.1");
+                let mut edits = vec![
+                    ("app.example.com {", site.as_str()),
+                    (EXAMPLE_VERIFIER, verifier.as_str()),
+                    (EXAMPLE_APP, app.as_str()),
+                ];
+                edits.extend_from_slice(caddy_edits);
+                substitute(CADDY_SITE, &edits)
             }),
         };
         Self { stack, server }
@@ -228,6 +244,66 @@ pub(crate) async fn admitted_request_reaches_the_app(front: &Front) {
     );
 }
 
+/// With assertions on, the app gets exactly one: the verifier's (a client-sent one is
+/// cleared), verifiable against the JWKS (from the verifier, and through the front proxy), with
+/// the identity headers as its claims; a challenge-bound admission says so in `binding`.
+pub(crate) async fn assertion_reaches_the_app(kind: FrontKind) {
+    let front = Front::start_with_assertions(kind).await;
+    let token = audience_proof(Who::NodeRole);
+    let (k, v) = bearer(&token);
+    let forged = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.";
+    let (status, _, echo) = front
+        .send(
+            "GET",
+            "/webapi/sites",
+            &[
+                (k, &v),
+                ("X-IAM-Join-Assertion", forged),
+                ("x_iam_join_assertion", forged),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{echo}\n{}", front.context());
+    let assertions = echoed(&echo, "x-iam-join-assertion");
+    assert_eq!(assertions.len(), 1, "{echo}");
+    assert!(!echo.to_string().contains(forged), "{echo}");
+    for jwks in [
+        front.stack.url("/.well-known/jwks.json"),
+        front.server.url("/v1/iam-join/jwks.json"),
+    ] {
+        let verified = verify_assertion(&jwks, assertions[0])
+            .await
+            .unwrap_or_else(|e| panic!("{jwks}: {e}"));
+        assert_claims_match_headers(&echo, &verified.claims);
+        assert_eq!(verified.claims.binding, "audience");
+    }
+    assert!(
+        !echo.to_string().contains(&token),
+        "the proof reached the app"
+    );
+
+    let challenged = proof(Who::NodeRole, front.challenge().await);
+    let (k, v) = bearer(&challenged);
+    let (status, _, echo) = front.send("POST", JOIN_PATH, &[(k, &v)]).await;
+    assert_eq!(status, StatusCode::OK, "{echo}\n{}", front.context());
+    let assertions = echoed(&echo, "x-iam-join-assertion");
+    assert_eq!(assertions.len(), 1, "{echo}");
+    let verified = verify_assertion(&front.stack.url("/.well-known/jwks.json"), assertions[0])
+        .await
+        .unwrap();
+    assert_eq!(verified.claims.binding, "challenge");
+
+    // Refused requests carry no assertion, whatever the client sent.
+    let (status, _, body) = front
+        .send("GET", "/webapi/sites", &[("x-iam-join-assertion", forged)])
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        body["error"]["code"].is_string(),
+        "a refusal, not the app: {body}"
+    );
+}
+
 /// Identity headers a client might forge, in the spellings an app could read as its own.
 pub(crate) const FORGED: &[&str] = &[
     "X-IAM-Join-Account",
@@ -291,11 +367,7 @@ pub(crate) async fn challenge_path_needs_a_challenge(front: &Front) {
     ] {
         let (status, _, body) = front.send("POST", path, &[(k, &v)]).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
-        assert_eq!(
-            body["error"]["code"],
-            "binding_missing",
-            "{path}: {body}"
-        );
+        assert_eq!(body["error"]["code"], "binding_missing", "{path}: {body}");
     }
 
     let challenged = proof(Who::NodeRole, front.challenge().await);
@@ -307,10 +379,7 @@ pub(crate) async fn challenge_path_needs_a_challenge(front: &Front) {
 
     let (status, _, body) = front.send("POST", JOIN_PATH, &[(k, &v)]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "replay: {body}");
-    assert_eq!(
-        body["error"]["code"],
-        "challenge_reused"
-    );
+    assert_eq!(body["error"]["code"], "challenge_reused");
 }
 
 /// A refusal as the client sees it through the front proxy, next to the verifier's own answer

@@ -1,13 +1,9 @@
-//! What the signer needs to know, checked once: issuer, audiences, life, header name; and the
-//! serde form a configuration file uses.
+//! What the signer needs to know, checked once: issuer, audiences, life, header name. (The
+//! file form is the proxy's `assertion:` section, `iam_join_proxy::config::AssertionSettings`.)
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use http::HeaderName;
-use serde::Deserialize;
-
-use crate::keys::{KeyError, KeySet, SigningAlgorithm};
 
 /// The header an admitted request carries the assertion in, unless configured otherwise.
 pub const DEFAULT_HEADER: &str = "x-iam-join-assertion";
@@ -31,27 +27,11 @@ pub enum ConfigError {
     #[error("assertion audiences: at least one, none empty")]
     Audiences,
     /// The life is out of range.
-    #[error("assertion lifetime_seconds must be in 10..=3600, got {0}")]
+    #[error("assertion life must be 10s..=1h in whole seconds, got {0}s")]
     Lifetime(u64),
     /// The header name is not a valid lowercase HTTP header name.
     #[error("assertion header {0:?} is not a valid HTTP header name")]
     Header(String),
-    /// The algorithm name is not `ES256` or `EdDSA`.
-    #[error("assertion algorithm must be ES256 or EdDSA, got {0:?}")]
-    Algorithm(String),
-    /// The configured algorithm is not the signing key's.
-    #[error("assertion algorithm {configured} does not match the signing key {kid} ({actual})")]
-    AlgorithmMismatch {
-        /// The algorithm in the configuration.
-        configured: SigningAlgorithm,
-        /// The signing key's algorithm.
-        actual: SigningAlgorithm,
-        /// The signing key's id.
-        kid: String,
-    },
-    /// A key could not be loaded.
-    #[error(transparent)]
-    Key(#[from] KeyError),
 }
 
 /// The validated signer configuration.
@@ -142,80 +122,6 @@ fn is_absolute_http_url(url: &str) -> bool {
     }
 }
 
-/// The `assertion:` section of a configuration file.
-///
-/// ```yaml
-/// issuer: https://iam-join.example.internal
-/// audiences: [orders-api]
-/// lifetime_seconds: 300           # default 300; never past the proof's expiry
-/// header: x-iam-join-assertion    # default
-/// key_files:                      # PKCS#8 PEM; the first signs, all are published
-///   - /etc/iam-join/assertion-2026-12.pem
-///   - /etc/iam-join/assertion-2026-09.pem
-/// # without key_files: a key generated at start (single replica only)
-/// algorithm: ES256                # or EdDSA; for a generated key, or checked against the first file
-/// ```
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AssertionSettings {
-    /// Issuer URL.
-    pub issuer: String,
-    /// Audiences.
-    pub audiences: Vec<String>,
-    /// Life in seconds.
-    #[serde(default = "default_lifetime_seconds")]
-    pub lifetime_seconds: u64,
-    /// Header name.
-    #[serde(default)]
-    pub header: Option<String>,
-    /// PEM key files; the first signs.
-    #[serde(default)]
-    pub key_files: Vec<PathBuf>,
-    /// `ES256` or `EdDSA`.
-    #[serde(default)]
-    pub algorithm: Option<String>,
-}
-
-fn default_lifetime_seconds() -> u64 {
-    DEFAULT_LIFETIME.as_secs()
-}
-
-impl AssertionSettings {
-    /// The validated configuration (no I/O).
-    pub fn config(&self) -> Result<AssertionConfig, ConfigError> {
-        let mut config = AssertionConfig::new(self.issuer.clone(), self.audiences.clone())?
-            .with_lifetime(Duration::from_secs(self.lifetime_seconds))?;
-        if let Some(header) = &self.header {
-            config = config.with_header(header)?;
-        }
-        Ok(config)
-    }
-
-    /// Loads the key files, or generates a key when none are named. Call again on reload.
-    pub fn load_keys(&self) -> Result<KeySet, ConfigError> {
-        let algorithm = self
-            .algorithm
-            .as_deref()
-            .map(|name| SigningAlgorithm::parse(name).ok_or(ConfigError::Algorithm(name.into())))
-            .transpose()?;
-        if self.key_files.is_empty() {
-            return Ok(KeySet::generate(algorithm.unwrap_or_default())?);
-        }
-        let keys = KeySet::load(&self.key_files)?;
-        let signing = keys.signing_key();
-        match algorithm {
-            Some(configured) if configured != signing.algorithm() => {
-                Err(ConfigError::AlgorithmMismatch {
-                    configured,
-                    actual: signing.algorithm(),
-                    kid: signing.kid().to_owned(),
-                })
-            }
-            _ => Ok(keys),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,26 +180,5 @@ mod tests {
             config.with_header("X-Assert").unwrap().header().as_str(),
             "x-assert"
         );
-    }
-
-    #[test]
-    fn settings_reject_unknown_fields_and_bad_algorithms() {
-        let typo = serde_json::from_str::<AssertionSettings>(
-            r#"{"issuer":"https://i","audiences":["a"],"lifetime":60}"#,
-        );
-        assert!(typo.is_err());
-        let settings: AssertionSettings =
-            serde_json::from_str(r#"{"issuer":"https://i","audiences":["a"],"algorithm":"es256"}"#)
-                .unwrap();
-        assert!(matches!(
-            settings.load_keys(),
-            Err(ConfigError::Algorithm(_))
-        ));
-        let settings: AssertionSettings =
-            serde_json::from_str(r#"{"issuer":"https://i","audiences":["a"],"algorithm":"EdDSA"}"#)
-                .unwrap();
-        let keys = settings.load_keys().unwrap();
-        assert_eq!(keys.signing_key().algorithm(), SigningAlgorithm::EdDsa);
-        assert_eq!(settings.config().unwrap().lifetime(), DEFAULT_LIFETIME);
     }
 }

@@ -28,7 +28,7 @@ pub mod signer;
 pub mod verify;
 
 pub use claims::{AssertionClaims, Audiences};
-pub use config::{AssertionConfig, AssertionSettings, ConfigError};
+pub use config::{AssertionConfig, ConfigError};
 pub use keys::{AssertionKey, KeyError, KeySet, SigningAlgorithm};
 pub use signer::{AssertionSigner, SignError, SignedAssertion};
 #[cfg(feature = "verifier")]

@@ -57,11 +57,13 @@ pub enum ErrorCode {
     UpstreamBusy,
     /// The client paused its request body for too long.
     RequestTimeout,
+    /// The signed identity assertion for the upstream could not be made; retryable.
+    AssertionUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (for tests, docs and metric pre-registration).
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         Self::MissingProof,
         Self::MalformedProof,
         Self::HostNotAllowed,
@@ -86,6 +88,7 @@ impl ErrorCode {
         Self::UpstreamTimeout,
         Self::UpstreamBusy,
         Self::RequestTimeout,
+        Self::AssertionUnavailable,
     ];
 
     /// The stable wire code, e.g. `"malformed_proof"`.
@@ -115,6 +118,7 @@ impl ErrorCode {
             Self::UpstreamTimeout => "upstream_timeout",
             Self::UpstreamBusy => "upstream_busy",
             Self::RequestTimeout => "request_timeout",
+            Self::AssertionUnavailable => "assertion_unavailable",
         }
     }
 
@@ -141,7 +145,8 @@ impl ErrorCode {
             Self::StsUnavailable
             | Self::ReplayStoreUnavailable
             | Self::OrganizationsUnavailable
-            | Self::UpstreamBusy => 503,
+            | Self::UpstreamBusy
+            | Self::AssertionUnavailable => 503,
             Self::UpstreamTimeout => 504,
         }
     }
@@ -155,6 +160,7 @@ impl ErrorCode {
                 | Self::ReplayStoreUnavailable
                 | Self::OrganizationsUnavailable
                 | Self::UpstreamBusy
+                | Self::AssertionUnavailable
         )
     }
 }
@@ -270,6 +276,7 @@ mod tests {
             ("upstream_timeout", 504),
             ("upstream_busy", 503),
             ("request_timeout", 408),
+            ("assertion_unavailable", 503),
         ];
         assert_eq!(table.len(), ErrorCode::ALL.len());
         for (code, (name, status)) in ErrorCode::ALL.into_iter().zip(table) {

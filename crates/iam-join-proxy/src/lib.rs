@@ -39,8 +39,8 @@
 #![warn(missing_docs)]
 
 pub mod admin;
-pub mod check_tokens;
 mod body;
+pub mod check_tokens;
 pub mod config;
 mod conn;
 pub mod demo;

@@ -34,6 +34,7 @@ use crate::forward::{ConnectionInfo, Forwarder, ProxyBody, TunnelControl};
 use crate::reload::{PolicyReloader, PolicyWatcher};
 use crate::telemetry::Metrics;
 use crate::tls;
+use iam_join_assertion::AssertionSigner;
 
 /// How long a client has to send a request's headers (slowloris guard).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -181,6 +182,10 @@ pub fn layer_builder(
     if let Some(path) = &config.challenge_key_file {
         b = b.challenge_key(read_challenge_key(path)?);
     }
+    if let Some(a) = &config.assertion {
+        let signer = AssertionSigner::new(a.config.clone(), a.load_keys()?);
+        b = b.assertion(signer);
+    }
     Ok(b)
 }
 
@@ -273,9 +278,10 @@ impl Proxy {
             }
             None => None,
         };
-        let reloader = config
-            .tokens_path()
-            .map(|p| PolicyReloader::new(layer.clone(), p.to_owned()));
+        let reloader = config.tokens_path().map(|p| {
+            PolicyReloader::new(layer.clone(), p.to_owned())
+                .with_assertion_keys(config.assertion.clone())
+        });
         let watcher = match &reloader {
             Some(r) => Some(PolicyWatcher::start(r.clone())?),
             None => None,

@@ -22,6 +22,7 @@ use notify::{Event, EventKind, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::config::{AssertionKeys, AssertionSettings};
 use crate::error::ProxyError;
 
 /// How long the directory must be quiet before a reload: an editor's save or a ConfigMap swap
@@ -60,12 +61,28 @@ pub fn reload_policy(
     }
 }
 
+/// Re-reads the assertion key files into `layer`'s signer, keeping the old keys on error;
+/// counted in `iam_join_key_reloads_total{result}`. Rotation: publish the new key (second file),
+/// reload, wait for upstream JWKS caches; then make it `signing_key`, reload; drop the old later.
+pub fn reload_assertion_keys(layer: &IamJoinLayer, settings: &AssertionSettings, reason: &str) {
+    match layer.reload_assertion_keys(|| settings.load_keys()) {
+        Some(Ok(())) => tracing::info!(reason, "assertion keys reloaded"),
+        Some(Err(error)) => tracing::error!(
+            reason,
+            %error,
+            "assertion key reload failed; keeping the previous keys"
+        ),
+        None => {}
+    }
+}
+
 /// Reloads one policy path into one layer, one reload at a time. Cheap to clone; clones share
 /// the lock.
 #[derive(Clone, Debug)]
 pub struct PolicyReloader {
     layer: IamJoinLayer,
     path: PathBuf,
+    assertion: Option<AssertionSettings>,
     serial: Arc<Mutex<()>>,
 }
 
@@ -75,8 +92,15 @@ impl PolicyReloader {
         Self {
             layer,
             path,
+            assertion: None,
             serial: Arc::new(Mutex::new(())),
         }
+    }
+
+    /// Also re-reads the assertion key files on every reload (a generated key is kept).
+    pub fn with_assertion_keys(mut self, settings: Option<AssertionSettings>) -> Self {
+        self.assertion = settings.filter(|s| matches!(s.keys, AssertionKeys::Files(_)));
+        self
     }
 
     /// The token file or directory.
@@ -88,6 +112,9 @@ impl PolicyReloader {
     /// workers). See [`reload_policy`].
     pub fn reload(&self, reason: &str) -> Result<usize, iam_join_core::policy::PolicyError> {
         let _one_at_a_time = self.serial.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(settings) = &self.assertion {
+            reload_assertion_keys(&self.layer, settings, reason);
+        }
         reload_policy(&self.layer, &self.path, reason)
     }
 }

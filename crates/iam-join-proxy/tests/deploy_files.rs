@@ -25,6 +25,9 @@ const DESIGN_METRICS: &[&str] = &[
     "iam_join_rate_limited_total",
     "iam_join_challenges_total",
     "iam_join_policy_reloads_total",
+    // Issue 12 (signed assertions) adds these two to §9's list.
+    "iam_join_assertions_issued_total",
+    "iam_join_key_reloads_total",
 ];
 
 #[test]
@@ -102,6 +105,8 @@ fn grafana_dashboard_uses_only_design_metric_names_and_covers_the_required_panel
         "iam_join_sts_duration_seconds",
         "iam_join_cache_lookups_total",
         "iam_join_rate_limited_total",
+        "iam_join_assertions_issued_total",
+        "iam_join_key_reloads_total",
     ] {
         assert!(used.contains(required), "no panel uses {required}");
     }
@@ -112,4 +117,41 @@ fn deploy_example_config_loads() {
     let config =
         Config::load(&workspace().join("deploy/config.yaml")).expect("deploy/config.yaml is valid");
     assert!(config.tokens_path().is_some_and(|p| p.ends_with("tokens/")));
+}
+
+/// The commented `assertion:` block, uncommented as an operator would, is a valid section with
+/// the keys it documents.
+#[test]
+fn deploy_example_assertion_section_loads_when_uncommented() {
+    let text = read("deploy/config.yaml");
+    let start = text.find("# assertion:").expect("an assertion: example");
+    let commented: Vec<&str> = text[start..]
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .collect();
+    let end = start + commented.iter().map(|l| l.len() + 1).sum::<usize>();
+    let block: String = commented
+        .iter()
+        .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or("")))
+        .collect();
+    let config = format!("{}{block}{}", &text[..start], &text[end..]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, config).expect("write");
+    std::fs::create_dir(dir.path().join("tokens")).expect("mkdir");
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}\n{block}"));
+    let assertion = config.assertion.expect("assertion section");
+    assert_eq!(
+        assertion.config.issuer(),
+        "https://iam-join.example.internal"
+    );
+    assert_eq!(assertion.config.audiences(), ["teleport-web"]);
+    assert_eq!(assertion.config.lifetime().as_secs(), 300);
+    match assertion.keys {
+        iam_join_proxy::config::AssertionKeys::Files(files) => {
+            assert_eq!(files.len(), 2);
+            assert!(files[0].0.ends_with("assertion-2026-12.pem"));
+        }
+        other => panic!("{other:?}"),
+    }
 }

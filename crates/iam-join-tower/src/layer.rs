@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use iam_join_assertion::AssertionSigner;
 use iam_join_core::challenge::ChallengeKey;
 use iam_join_core::policy::TokenPolicy;
 use iam_join_core::{Audience, ProofRules, StsHostAllowList, TokenName};
@@ -63,6 +64,25 @@ impl IamJoinLayer {
     pub fn verifier(&self) -> &Arc<Verifier> {
         &self.shared.verifier
     }
+
+    /// Replaces the assertion keys with what `load` returns, keeping the old keys on error, and
+    /// counts the reload in `iam_join_key_reloads_total{result}`. `None` without a signer.
+    pub fn reload_assertion_keys<E>(
+        &self,
+        load: impl FnOnce() -> Result<iam_join_assertion::KeySet, E>,
+    ) -> Option<Result<(), E>> {
+        let signer = self.shared.signer.as_ref()?;
+        let result = load().map(|keys| signer.replace_keys(keys));
+        if let Some(m) = &self.shared.verifier.metrics {
+            m.key_reload(if result.is_ok() { "ok" } else { "error" });
+        }
+        Some(result)
+    }
+
+    /// The assertion signer, when one is set (to rotate its keys on reload).
+    pub fn assertion_signer(&self) -> Option<&Arc<AssertionSigner>> {
+        self.shared.signer.as_ref()
+    }
 }
 
 impl<S> Layer<S> for IamJoinLayer {
@@ -98,6 +118,7 @@ pub struct IamJoinLayerBuilder {
     shared_cache: Option<Arc<dyn SharedCache>>,
     trusted_proxies: Vec<ipnet::IpNet>,
     identity_headers: bool,
+    signer: Option<Arc<AssertionSigner>>,
     meter: Option<Meter>,
 }
 
@@ -271,6 +292,17 @@ impl IamJoinLayerBuilder {
         self
     }
 
+    /// Sign an identity assertion (JWT) for every admitted request and hand it on in the
+    /// signer's header (default `x-iam-join-assertion`), from `/verify` as a header and from
+    /// `/whoami` as the field `assertion`; serve the public keys at `GET {prefix}/jwks.json`
+    /// and `GET /.well-known/jwks.json`. Keep the `Arc` to rotate keys
+    /// ([`AssertionSigner::replace_keys`]). A cached assertion is reused until a quarter of its
+    /// life is left, so a cache hit on the proof does not sign.
+    pub fn assertion(mut self, signer: impl Into<Arc<AssertionSigner>>) -> Self {
+        self.signer = Some(signer.into());
+        self
+    }
+
     /// Record metrics on this meter (no exporter is installed).
     pub fn meter(mut self, meter: Meter) -> Self {
         self.meter = Some(meter);
@@ -311,7 +343,8 @@ impl IamJoinLayerBuilder {
             prefix,
             parse_patterns("public_paths", &self.public_paths)?,
             parse_patterns("challenge_paths", &self.challenge_paths)?,
-        );
+        )
+        .with_jwks(self.signer.is_some());
         let challenge_ttl = self.challenge_ttl.unwrap_or(Duration::from_secs(60));
         let replay = self
             .replay
@@ -378,6 +411,7 @@ impl IamJoinLayerBuilder {
                 default_token: self.default_token,
                 trusted_proxies: self.trusted_proxies,
                 identity_headers: self.identity_headers,
+                signer: self.signer,
             }),
         })
     }

@@ -17,6 +17,8 @@ pub struct Metrics {
     rate_limited: Counter<u64>,
     challenges: Counter<u64>,
     policy_reloads: Counter<u64>,
+    assertions_issued: Counter<u64>,
+    key_reloads: Counter<u64>,
     _cache_entries: Option<Arc<ObservableGauge<u64>>>,
 }
 
@@ -77,6 +79,14 @@ impl Metrics {
                 .u64_counter("iam_join_policy_reloads_total")
                 .with_description("Token policy reloads")
                 .build(),
+            assertions_issued: meter
+                .u64_counter("iam_join_assertions_issued_total")
+                .with_description("Signed identity assertions attached to admitted requests")
+                .build(),
+            key_reloads: meter
+                .u64_counter("iam_join_key_reloads_total")
+                .with_description("Assertion signing key reloads")
+                .build(),
             _cache_entries: gauge,
         }
     }
@@ -128,5 +138,15 @@ impl Metrics {
     pub fn policy_reload(&self, result: &'static str) {
         self.policy_reloads
             .add(1, &[KeyValue::new("result", result)]);
+    }
+
+    /// An assertion attached to an admitted request (signed or reused from the cache).
+    pub fn assertion_issued(&self) {
+        self.assertions_issued.add(1, &[]);
+    }
+
+    /// An assertion key reload: `ok` or `error`.
+    pub fn key_reload(&self, result: &'static str) {
+        self.key_reloads.add(1, &[KeyValue::new("result", result)]);
     }
 }

@@ -583,7 +583,8 @@ impl Verifier {
                 if let Err(StsFailure::Rejected { code }) = &parsed
                     && code == INVALID_CLIENT_TOKEN_ID
                 {
-                    self.verdicts.record_invalid_key_id(credentials_digest(checked));
+                    self.verdicts
+                        .record_invalid_key_id(credentials_digest(checked));
                 }
                 parsed
             }

@@ -189,7 +189,8 @@ async fn per_client_limit_holds_across_both_replicas_together() {
 
     let keys = assert_all_keys_expire(&redis, "t3:").await;
     assert!(
-        keys.iter().any(|k| k.starts_with("t3:rl:client:{192.0.2.3}")),
+        keys.iter()
+            .any(|k| k.starts_with("t3:rl:client:{192.0.2.3}")),
         "no per-client key in {keys:?}"
     );
 }

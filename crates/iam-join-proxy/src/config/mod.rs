@@ -67,6 +67,7 @@
 //!   password_file: /run/secrets/redis-password
 //! ```
 
+pub mod assertion;
 mod raw;
 pub mod redis;
 
@@ -81,6 +82,7 @@ use iam_join_core::{Audience, StsHostAllowList, TokenName};
 use iam_join_tower::{Rate, RateLimits};
 use ipnet::IpNet;
 
+pub use self::assertion::{AssertionKeys, AssertionSettings};
 use self::raw::{RawConfig, RawDuration, RawRate};
 pub use self::redis::{PasswordSource, RedisSettings, RedisTopology};
 
@@ -189,6 +191,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Limits on client connections (hostile or broken clients).
     pub connections: ConnectionLimits,
+    /// Signed identity assertions for the upstream, when configured.
+    pub assertion: Option<AssertionSettings>,
     /// The Redis backend (shared replay store, rate limits and cache).
     #[cfg(feature = "redis")]
     pub redis: Option<RedisSettings>,
@@ -566,6 +570,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let challenge_key_file = raw.challenge_key_file.map(|p| resolve(base, p));
     let drain_timeout = duration(raw.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
     let connections = validate_connections(&raw.connections)?;
+    let assertion = raw
+        .assertion
+        .map(|a| self::assertion::validate(a, base))
+        .transpose()?;
 
     #[cfg(feature = "redis")]
     let redis = match raw.redis {
@@ -619,6 +627,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         challenge_key_file,
         drain_timeout,
         connections,
+        assertion,
         #[cfg(feature = "redis")]
         redis,
     })

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
+pub(crate) use super::assertion::RawAssertion;
 pub(crate) use super::redis::RawRedis;
 
 /// The whole file.
@@ -50,6 +51,8 @@ pub(crate) struct RawConfig {
     pub(crate) redis: Option<RawRedis>,
     #[serde(default)]
     pub(crate) connections: RawConnections,
+    #[serde(default)]
+    pub(crate) assertion: Option<RawAssertion>,
 }
 
 /// Limits on client connections (`connections:`).

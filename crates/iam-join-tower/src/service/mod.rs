@@ -20,7 +20,7 @@ use iam_join_core::VerifiedIdentity;
 use tower_service::Service;
 
 use self::carrier::{Presented, take_presented};
-use self::endpoints::{answer_before_verifying, answer_verified, set_identity_headers};
+use self::endpoints::{Assertion, answer_before_verifying, answer_verified, set_identity_headers};
 use self::shared::Shared;
 use crate::error::Denial;
 use crate::future::ResponseFuture;
@@ -102,7 +102,7 @@ where
     let route = shared.routes.route(req.uri().path(), req.headers());
     if let Some(answer) = route
         .endpoint
-        .and_then(|e| answer_before_verifying(e, req.method(), &shared.verifier))
+        .and_then(|e| answer_before_verifying(e, req.method(), &shared))
     {
         return Ok(own(answer));
     }
@@ -115,10 +115,21 @@ where
         Ok(identity) => identity,
         Err(denial) => return Ok(own(denial.to_response())),
     };
+    let assertion = match Assertion::for_identity(shared.signer.as_deref(), &identity) {
+        Ok(assertion) => assertion,
+        Err(denial) => return Ok(own(denial.to_response())),
+    };
+    if let (Some(_), Some(m)) = (&assertion, &shared.verifier.metrics) {
+        m.assertion_issued();
+    }
     match route.endpoint {
-        Some(endpoint) => Ok(own(answer_verified(endpoint, &identity))),
+        Some(endpoint) => Ok(own(answer_verified(
+            endpoint,
+            &identity,
+            assertion.as_ref(),
+        ))),
         None => {
-            hand_off(&shared, &mut req, identity);
+            hand_off(&shared, &mut req, identity, assertion.as_ref());
             forward(&mut inner, req).await
         }
     }
@@ -145,10 +156,19 @@ async fn verify(
         .await
 }
 
-/// Gives the inner service the identity: an extension, and headers when configured.
-fn hand_off<B>(shared: &Shared, req: &mut Request<B>, identity: VerifiedIdentity) {
+/// Gives the inner service the identity: an extension, headers when configured, and the
+/// signed assertion when a signer is set.
+fn hand_off<B>(
+    shared: &Shared,
+    req: &mut Request<B>,
+    identity: VerifiedIdentity,
+    assertion: Option<&Assertion>,
+) {
     if shared.identity_headers {
         set_identity_headers(req.headers_mut(), &identity);
+    }
+    if let Some(a) = assertion {
+        a.insert_into(req.headers_mut());
     }
     req.extensions_mut().insert(identity);
 }

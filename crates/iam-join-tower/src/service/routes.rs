@@ -144,7 +144,13 @@ pub(crate) enum Endpoint {
     WhoAmI,
     /// `{prefix}/verify` and, for Envoy `ext_authz` with `path_prefix`, `{prefix}/verify/<rest>`.
     Verify,
+    /// `GET {prefix}/jwks.json` and `GET /.well-known/jwks.json`: the assertion keys (public;
+    /// only routed when assertions are signed).
+    Jwks,
 }
+
+/// Where upstreams look for the assertion keys without knowing the prefix (RFC 8615).
+pub(crate) const WELL_KNOWN_JWKS: &str = "/.well-known/jwks.json";
 
 /// What a request is, by its path (and, for `/verify`, the original request it names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +169,7 @@ pub(crate) struct Routes {
     prefix: String,
     public: Vec<PathPattern>,
     challenge: Vec<PathPattern>,
+    jwks: bool,
 }
 
 impl Routes {
@@ -175,7 +182,15 @@ impl Routes {
             prefix,
             public,
             challenge,
+            jwks: false,
         }
+    }
+
+    /// Also answer the JWKS paths (when a signer is set); otherwise they belong to the inner
+    /// service.
+    pub(crate) fn with_jwks(mut self, on: bool) -> Self {
+        self.jwks = on;
+        self
     }
 
     /// Classifies a request by its raw `path` and, for `/verify`, the original request named by
@@ -201,11 +216,15 @@ impl Routes {
 
     /// The endpoint named by `path`, with the original path for `{prefix}/verify/<rest>`.
     fn endpoint<'p>(&self, path: &'p str) -> (Option<Endpoint>, Option<&'p str>) {
+        if self.jwks && path == WELL_KNOWN_JWKS {
+            return (Some(Endpoint::Jwks), None);
+        }
         let Some(rest) = path.strip_prefix(self.prefix.as_str()) else {
             return (None, None);
         };
         match rest {
             "/challenge" => (Some(Endpoint::Challenge), None),
+            "/jwks.json" if self.jwks => (Some(Endpoint::Jwks), None),
             "/whoami" => (Some(Endpoint::WhoAmI), None),
             "/verify" => (Some(Endpoint::Verify), None),
             _ => match rest.strip_prefix("/verify") {

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use iam_join_assertion::AssertionSigner;
+
 use crate::service::routes::Routes;
 use crate::verifier::Verifier;
 
@@ -14,4 +16,6 @@ pub(crate) struct Shared {
     pub(crate) default_token: Option<String>,
     pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
     pub(crate) identity_headers: bool,
+    /// Signs the identity assertion handed to the upstream, when configured.
+    pub(crate) signer: Option<Arc<AssertionSigner>>,
 }

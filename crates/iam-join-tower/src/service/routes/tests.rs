@@ -329,3 +329,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn jwks_paths_are_endpoints_only_when_a_signer_is_set() {
+    let with = routes(&["/*"], &[]).with_jwks(true);
+    let without = routes(&["/*"], &[]);
+    for (path, endpoint) in [
+        ("/v1/iam-join/jwks.json", Some(Endpoint::Jwks)),
+        ("/.well-known/jwks.json", Some(Endpoint::Jwks)),
+        ("/v1/iam-join/jwks.json/", None),
+        ("/v1/iam-join/JWKS.json", None),
+        ("/.well-known/jwks.json/x", None),
+        ("/v2/iam-join/jwks.json", None),
+    ] {
+        assert_eq!(route(&with, path).endpoint, endpoint, "{path}");
+        assert_eq!(
+            route(&without, path).endpoint,
+            None,
+            "{path} without a signer"
+        );
+    }
+}
