@@ -337,6 +337,10 @@ impl Proxy {
             redis_reachable = Some(probe_redis(backend));
             tracing::info!("replay store, rate limits and cache shared through redis");
         }
+        #[cfg(feature = "organizations")]
+        if let Some(o) = &config.organizations {
+            builder = builder.organizations(org_lookup(o).await);
+        }
         let layer = builder.build().map_err(|e| build_error(&e))?;
         Ok((layer, redis_reachable))
     }
@@ -623,4 +627,31 @@ async fn serve_admin(
         }
     }
     conns.shutdown().await;
+}
+
+/// AWS Organizations with the proxy's own credentials, behind a cache and a call-rate limit.
+#[cfg(feature = "organizations")]
+async fn org_lookup(
+    settings: &crate::config::OrgSettings,
+) -> Arc<dyn iam_join_tower::organizations::OrgLookup> {
+    use iam_join_tower::organizations::{
+        AwsOrgConfig, AwsOrgLookup, CachedOrgLookup, DEFAULT_CALLS_PER_SECOND,
+    };
+    let aws = AwsOrgLookup::from_config(&AwsOrgConfig {
+        region: settings.region.clone(),
+        role_arn: settings.role_arn.clone(),
+        endpoint_url: settings.endpoint_url.clone(),
+    })
+    .await;
+    tracing::info!(
+        region = settings.region.as_str(),
+        assume_role = settings.role_arn.is_some(),
+        "organization rules use AWS Organizations"
+    );
+    Arc::new(CachedOrgLookup::with_settings(
+        Arc::new(aws),
+        settings.cache_ttl,
+        settings.negative_ttl,
+        DEFAULT_CALLS_PER_SECOND,
+    ))
 }

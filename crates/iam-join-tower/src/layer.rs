@@ -13,6 +13,7 @@ use tower_layer::Layer;
 use crate::cache::{CheckedTokenExpiry, OutcomeExpiry, SharedCache};
 use crate::error::BuildError;
 use crate::metrics::Metrics;
+use crate::organizations::OrgLookup;
 use crate::policy::PolicyHandle;
 use crate::ratelimit::{
     ADMITTED_TTL, MemoryRateLimiter, RateLimiterBackend, RateLimits, RecentVerdicts,
@@ -120,6 +121,7 @@ pub struct IamJoinLayerBuilder {
     identity_headers: bool,
     signer: Option<Arc<AssertionSigner>>,
     meter: Option<Meter>,
+    organizations: Option<Arc<dyn OrgLookup>>,
 }
 
 impl IamJoinLayerBuilder {
@@ -274,6 +276,15 @@ impl IamJoinLayerBuilder {
         self
     }
 
+    /// AWS Organizations, asked only when a token's organization rule could admit an identity
+    /// no other rule admits. Used as given: wrap it in a
+    /// [`CachedOrgLookup`](crate::organizations::CachedOrgLookup) to cache and limit lookups.
+    /// Without it, rules with `aws_organization_id` never match.
+    pub fn organizations(mut self, lookup: Arc<dyn OrgLookup>) -> Self {
+        self.organizations = Some(lookup);
+        self
+    }
+
     /// A second-level cache shared by replicas (Redis).
     pub fn shared_cache(mut self, cache: Arc<dyn SharedCache>) -> Self {
         self.shared_cache = Some(cache);
@@ -403,6 +414,7 @@ impl IamJoinLayerBuilder {
             verdicts: RecentVerdicts::new(ADMITTED_TTL, negative_ttl),
             replay,
             metrics,
+            organizations: self.organizations,
         };
         Ok(IamJoinLayer {
             shared: Arc::new(Shared {

@@ -46,6 +46,7 @@ pub mod hop_by_hop;
 mod layer;
 pub mod log_summary;
 pub mod metrics;
+pub mod organizations;
 mod policy;
 pub mod ratelimit;
 #[cfg(feature = "redis")]

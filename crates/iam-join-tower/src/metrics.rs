@@ -19,6 +19,7 @@ pub struct Metrics {
     policy_reloads: Counter<u64>,
     assertions_issued: Counter<u64>,
     key_reloads: Counter<u64>,
+    org_lookups: Counter<u64>,
     _cache_entries: Option<Arc<ObservableGauge<u64>>>,
 }
 
@@ -87,6 +88,10 @@ impl Metrics {
                 .u64_counter("iam_join_key_reloads_total")
                 .with_description("Assertion signing key reloads")
                 .build(),
+            org_lookups: meter
+                .u64_counter("iam_join_org_lookups_total")
+                .with_description("AWS Organizations lookups: member, not_member or unavailable")
+                .build(),
             _cache_entries: gauge,
         }
     }
@@ -148,5 +153,11 @@ impl Metrics {
     /// An assertion key reload: `ok` or `error`.
     pub fn key_reload(&self, result: &'static str) {
         self.key_reloads.add(1, &[KeyValue::new("result", result)]);
+    }
+
+    /// An AWS Organizations lookup the policy needed: `member`, `not_member` or `unavailable`
+    /// (never the account).
+    pub fn org_lookup(&self, result: &'static str) {
+        self.org_lookups.add(1, &[KeyValue::new("result", result)]);
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use iam_join_core::policy::{PolicyDenial, Subject};
+use iam_join_core::policy::{OrgInfo, PolicyDenial, Subject, TokenPolicy};
 use iam_join_core::{
     Binding, BindingKind, CallerIdentity, ErrorCode, ProofRules, SignedStsRequest, StsFailure,
     VerifiedIdentity, VerifyError, check_proof, parse_sts_response,
@@ -18,6 +18,7 @@ use crate::cache::{CachedOutcome, CheckedToken, SharedCache, SharedOutcome};
 use crate::error::Denial;
 use crate::log_summary::{self, LogSummary};
 use crate::metrics::Metrics;
+use crate::organizations::OrgLookup;
 use crate::policy::PolicyHandle;
 use crate::ratelimit::{
     KeyIdDigest, LimitScope, REJECTED_KEY_ID_LABEL, RateDecision, RateLimiterBackend,
@@ -47,6 +48,9 @@ pub struct Verifier {
     pub(crate) verdicts: RecentVerdicts,
     pub(crate) replay: Arc<dyn ReplayStore>,
     pub(crate) metrics: Option<Metrics>,
+    /// AWS Organizations, for rules with an organization condition (without it they never
+    /// match).
+    pub(crate) organizations: Option<Arc<dyn OrgLookup>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -293,27 +297,30 @@ impl Verifier {
             arn: identity.arn(),
             region: identity.region(),
         };
-        let token = policy.authorize(token_name, &subject, now).map_err(|d| {
-            let (code, msg) = match d {
-                PolicyDenial::UnknownToken => (
-                    ErrorCode::UnknownToken,
-                    format!("no iam join token named {:?}", printable_name(token_name)),
-                ),
-                PolicyDenial::TokenExpired => (
-                    ErrorCode::TokenExpired,
-                    format!("join token {:?} has expired", printable_name(token_name)),
-                ),
-                _ => (
-                    ErrorCode::NotAllowed,
-                    format!(
-                        "identity in account {} matches no allow rule of token {:?}",
-                        identity.account(),
-                        printable_name(token_name)
+        let org = self.org_info(&policy, token_name, &subject, now).await?;
+        let token = policy
+            .authorize_with_org(token_name, &subject, org.as_ref(), now)
+            .map_err(|d| {
+                let (code, msg) = match d {
+                    PolicyDenial::UnknownToken => (
+                        ErrorCode::UnknownToken,
+                        format!("no iam join token named {:?}", printable_name(token_name)),
                     ),
-                ),
-            };
-            Denial::from(VerifyError::new(code, msg))
-        })?;
+                    PolicyDenial::TokenExpired => (
+                        ErrorCode::TokenExpired,
+                        format!("join token {:?} has expired", printable_name(token_name)),
+                    ),
+                    _ => (
+                        ErrorCode::NotAllowed,
+                        format!(
+                            "identity in account {} matches no allow rule of token {:?}",
+                            identity.account(),
+                            printable_name(token_name)
+                        ),
+                    ),
+                };
+                Denial::from(VerifyError::new(code, msg))
+            })?;
         self.limit(LimitScope::Account, identity.account()).await?;
         Ok(VerifiedIdentity {
             identity: (**identity).clone(),
@@ -325,6 +332,44 @@ impl Verifier {
                 .collect(),
             binding,
             expires_at,
+        })
+    }
+
+    /// What AWS Organizations says about the subject's account, looked up only when the
+    /// decision depends on it: no rule matches without it and an organization rule could match.
+    /// A lookup without a definitive answer is a retryable denial, never a match.
+    async fn org_info(
+        &self,
+        policy: &TokenPolicy,
+        token_name: &str,
+        subject: &Subject<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Option<OrgInfo>, Denial> {
+        let Some(orgs) = &self.organizations else {
+            return Ok(None);
+        };
+        if !policy.needs_org_lookup(token_name, subject, now) {
+            return Ok(None);
+        }
+        let answer = orgs.lookup(subject.account).await;
+        let result = match &answer {
+            Ok(Some(_)) => "member",
+            Ok(None) => "not_member",
+            Err(_) => "unavailable",
+        };
+        if let Some(m) = &self.metrics {
+            m.org_lookup(result);
+        }
+        answer.map_err(|e| {
+            static ORG_FAILURES: LogSummary = LogSummary::new(log_summary::DEFAULT_INTERVAL);
+            ORG_FAILURES.record("org_lookup", |suppressed| {
+                tracing::warn!(error = %e, suppressed, "AWS Organizations lookup failed");
+            });
+            Denial::retry(
+                ErrorCode::OrganizationsUnavailable,
+                "AWS Organizations could not be asked about this account; retry later",
+                UNAVAILABLE_RETRY,
+            )
         })
     }
 

@@ -65,9 +65,15 @@
 //!   url: rediss://redis:6379            # or cluster: [...], or sentinel: {master_name, urls}
 //!   username: iam-join                  # ACL user; password_file or password_env, never here
 //!   password_file: /run/secrets/redis-password
+//! organizations:                        # only with the `organizations` cargo feature
+//!   region: us-east-1                   # the Organizations endpoint's region (default)
+//!   role_arn: arn:aws:iam::111111111111:role/iam-join-org-reader  # optional AssumeRole
+//!   cache_ttl: 10m                      # an account's organization and OU path
+//!   negative_ttl: 1m                    # "not in the organization"
 //! ```
 
 pub mod assertion;
+pub mod organizations;
 mod raw;
 pub mod redis;
 
@@ -84,6 +90,7 @@ use ipnet::IpNet;
 
 pub use self::assertion::{AssertionKeys, AssertionSettings};
 use self::raw::{RawConfig, RawDuration, RawRate};
+pub use self::organizations::OrgSettings;
 pub use self::redis::{PasswordSource, RedisSettings, RedisTopology};
 
 /// Why a configuration is unusable. Each message names the field.
@@ -196,6 +203,9 @@ pub struct Config {
     /// The Redis backend (shared replay store, rate limits and cache).
     #[cfg(feature = "redis")]
     pub redis: Option<RedisSettings>,
+    /// AWS Organizations lookups for organization rules.
+    #[cfg(feature = "organizations")]
+    pub organizations: Option<OrgSettings>,
 }
 
 /// Certificate chain and key files (PEM).
@@ -595,6 +605,19 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             "this iam-join-proxy was built without redis support; rebuild with `--features redis`",
         ));
     }
+    #[cfg(feature = "organizations")]
+    let organizations = raw
+        .organizations
+        .map(self::organizations::validate)
+        .transpose()?;
+    #[cfg(not(feature = "organizations"))]
+    if raw.organizations.is_some() {
+        return Err(invalid(
+            "organizations",
+            "this iam-join-proxy was built without AWS Organizations support; rebuild with \
+             `--features organizations`",
+        ));
+    }
     #[cfg(feature = "redis")]
     let shared_store = redis.is_some();
     #[cfg(not(feature = "redis"))]
@@ -630,6 +653,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         assertion,
         #[cfg(feature = "redis")]
         redis,
+        #[cfg(feature = "organizations")]
+        organizations,
     })
 }
 

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 pub(crate) use super::assertion::RawAssertion;
+pub(crate) use super::organizations::RawOrganizations;
 pub(crate) use super::redis::RawRedis;
 
 /// The whole file.
@@ -53,6 +54,7 @@ pub(crate) struct RawConfig {
     pub(crate) connections: RawConnections,
     #[serde(default)]
     pub(crate) assertion: Option<RawAssertion>,
+    pub(crate) organizations: Option<RawOrganizations>,
 }
 
 /// Limits on client connections (`connections:`).
