@@ -637,12 +637,19 @@ async fn org_lookup(
     use iam_join_tower::organizations::{
         AwsOrgConfig, AwsOrgLookup, CachedOrgLookup, DEFAULT_CALLS_PER_SECOND,
     };
-    let aws = AwsOrgLookup::from_config(&AwsOrgConfig {
-        region: settings.region.clone(),
-        role_arn: settings.role_arn.clone(),
-        endpoint_url: settings.endpoint_url.clone(),
-    })
-    .await;
+    let aws = match (&settings.static_credentials, &settings.endpoint_url) {
+        (Some(credentials), Some(url)) => {
+            AwsOrgLookup::with_credentials(url, &settings.region, credentials.clone())
+        }
+        _ => {
+            AwsOrgLookup::from_config(&AwsOrgConfig {
+                region: settings.region.clone(),
+                role_arn: settings.role_arn.clone(),
+                endpoint_url: settings.endpoint_url.clone(),
+            })
+            .await
+        }
+    };
     tracing::info!(
         region = settings.region.as_str(),
         assume_role = settings.role_arn.is_some(),

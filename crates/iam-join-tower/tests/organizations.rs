@@ -273,3 +273,54 @@ async fn without_an_organizations_lookup_org_rules_never_match() {
     assert_eq!(aws.org_calls(), 0);
     aws.shutdown().await;
 }
+
+/// An account that moves OU or leaves the organization is judged on its new place once the
+/// cached answer expires, and only then (a lookup per TTL, not per request).
+#[tokio::test]
+async fn an_account_that_moves_or_leaves_is_judged_afresh_after_the_ttl() {
+    let aws = emulator().await;
+    let ttl = Duration::from_millis(400);
+    let orgs = Arc::new(CachedOrgLookup::with_settings(
+        Arc::new(aws_lookup(&aws)),
+        ttl,
+        ttl,
+        1000,
+    ));
+    let layer = layer(&aws, orgs);
+    // other_account sits in the parent OU: included, not under the excluded child.
+    assert_eq!(
+        join(&layer, "ou-exclude-child", &other_account())
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // Moved into the excluded child OU: still admitted from the cache, refused after the TTL.
+    aws.set_org_tree(tree().with_account("444444444444", OU_CHILD));
+    let calls = aws.org_calls();
+    assert_eq!(
+        join(&layer, "ou-exclude-child", &other_account())
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(aws.org_calls(), calls, "a cache hit asked Organizations");
+    tokio::time::sleep(ttl * 3).await;
+    let r = join(&layer, "ou-exclude-child", &other_account()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.json);
+    assert_eq!(r.code(), "not_allowed");
+
+    // Left the organization: no org rule matches it any more once the TTL has passed.
+    aws.set_org_tree(
+        OrgTree::new(ORG, "111111111111", ROOT)
+            .with_ou(OU_PARENT, ROOT)
+            .with_ou(OU_CHILD, OU_PARENT)
+            .with_account("111111111111", ROOT)
+            .with_account("333333333333", OU_CHILD),
+    );
+    tokio::time::sleep(ttl * 3).await;
+    let r = join(&layer, "org-only", &other_account()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.json);
+    assert_eq!(r.code(), "not_allowed");
+    aws.shutdown().await;
+}

@@ -89,8 +89,8 @@ use iam_join_tower::{Rate, RateLimits};
 use ipnet::IpNet;
 
 pub use self::assertion::{AssertionKeys, AssertionSettings};
-use self::raw::{RawConfig, RawDuration, RawRate};
 pub use self::organizations::OrgSettings;
+use self::raw::{RawConfig, RawDuration, RawRate};
 pub use self::redis::{PasswordSource, RedisSettings, RedisTopology};
 
 /// Why a configuration is unusable. Each message names the field.

@@ -27,7 +27,7 @@ pub(crate) struct RawOrganizations {
 }
 
 /// Where and how the proxy asks AWS Organizations.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct OrgSettings {
     /// The Organizations endpoint's region (default `us-east-1`, the commercial partition's).
     pub region: String,
@@ -39,6 +39,9 @@ pub struct OrgSettings {
     pub cache_ttl: Duration,
     /// How long "not in the organization" is remembered.
     pub negative_ttl: Duration,
+    /// Fixed credentials for `endpoint_url` instead of the standard chain. Only code sets this
+    /// (the demo, against its embedded emulator): a config file never holds credentials.
+    pub static_credentials: Option<aws_credential_types::Credentials>,
 }
 
 const DEFAULT_REGION: &str = "us-east-1";
@@ -95,6 +98,7 @@ pub(crate) fn validate(raw: RawOrganizations) -> Result<OrgSettings, ConfigError
             Duration::from_secs(60),
             "organizations.negative_ttl",
         )?,
+        static_credentials: None,
     })
 }
 

@@ -4,8 +4,9 @@
 //! verifies SigV4 for its test identities), a small upstream that echoes the `x-iam-join-*`
 //! headers it receives, and the proxy in front of it with the seed's join token embedded. Then,
 //! with the client library and the emulator's test identities, it shows an admitted request, a
-//! denied one, and a single-use challenge join whose replay is refused. Each step checks its
-//! outcome; any surprise makes the demo fail.
+//! denied one, a single-use challenge join whose replay is refused, and a join by AWS
+//! Organization (the emulator also plays AWS Organizations). Each step checks its outcome; any
+//! surprise makes the demo fail.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -30,6 +31,12 @@ use crate::proxy::Proxy;
 /// The embedded token policy: the seed's `token.yaml`, unchanged.
 pub const DEMO_TOKENS: &str = include_str!("token.yaml");
 const DEMO_TOKENS_NAME: &str = "embedded token.yaml";
+/// A second embedded token that admits by AWS Organization.
+pub const DEMO_ORG_TOKEN: &str = include_str!("org-token.yaml");
+/// The demo organization: its management account is the emulator's first identity
+/// (111111111111); 444444444444, which `iam-token` refuses, is a member.
+const DEMO_ORG: &str = "o-a1b2c3d4e5";
+const DEMO_ORG_ROOT: &str = "r-ab12";
 /// The audience the demo proxy expects.
 pub const DEMO_AUDIENCE: &str = "teleport.example.com";
 /// The path the demo treats as a join endpoint (challenge-bound proofs only).
@@ -69,6 +76,11 @@ pub async fn run_into(out: &mut String) -> Result<(), DemoError> {
     let sts = sts_emulator::Emulator::start()
         .await
         .map_err(|e| fail(format!("sts-emulator: {e}")))?;
+    sts.set_org_tree(
+        sts_emulator::OrgTree::new(DEMO_ORG, "111111111111", DEMO_ORG_ROOT)
+            .with_account("111111111111", DEMO_ORG_ROOT)
+            .with_account("444444444444", DEMO_ORG_ROOT),
+    );
     let (upstream_addr, upstream_task) = start_echo_upstream()
         .await
         .map_err(|e| fail(format!("echo upstream: {e}")))?;
@@ -82,15 +94,21 @@ pub async fn run_into(out: &mut String) -> Result<(), DemoError> {
          challenge_paths: [\"{DEMO_JOIN_PATH}\"]\n\
          sts: {{overrides: {{{STS_HOST}: {sts_url}}}}}\n\
          admin: {{listen: 127.0.0.1:0}}\n\
+         organizations: {{endpoint_url: \"{sts_url}\"}}\n\
          drain_timeout: 5s\n",
         sts_url = sts.url()
     );
     let mut config =
         Config::from_yaml_str(&yaml, Path::new(".")).map_err(|e| fail(format!("config: {e}")))?;
     config.tokens = TokenSource::Inline {
-        yaml: DEMO_TOKENS.to_owned(),
+        yaml: format!("{DEMO_TOKENS}---\n{DEMO_ORG_TOKEN}"),
         name: DEMO_TOKENS_NAME.to_owned(),
     };
+    // The emulator's management-account key signs the Organizations calls; a real deployment
+    // uses the standard credential chain (see deploy/README.md).
+    if let Some(orgs) = config.organizations.as_mut() {
+        orgs.static_credentials = Some(identity(0)?.0);
+    }
     let proxy = Proxy::bind(config)
         .await
         .map_err(|e| fail(format!("proxy: {e}")))?;
@@ -123,8 +141,12 @@ pub async fn run_into(out: &mut String) -> Result<(), DemoError> {
             "  admin          http://{a}   (/metrics, /healthz, /readyz)"
         );
     }
-    let _ = writeln!(out, "\nThe embedded join token (the seed's token.yaml):\n");
-    for line in crate::describe_tokens(DEMO_TOKENS, DEMO_TOKENS_NAME).lines() {
+    let _ = writeln!(
+        out,
+        "\nThe embedded join tokens (the seed's token.yaml, and one by AWS Organization):\n"
+    );
+    let tokens = format!("{DEMO_TOKENS}---\n{DEMO_ORG_TOKEN}");
+    for line in crate::describe_tokens(&tokens, DEMO_TOKENS_NAME).lines() {
         let _ = writeln!(out, "  {line}");
     }
 
@@ -132,8 +154,9 @@ pub async fn run_into(out: &mut String) -> Result<(), DemoError> {
 
     let _ = writeln!(
         out,
-        "\nThe emulator checked {} STS signature(s).",
-        sts.calls()
+        "\nThe emulator checked {} STS signature(s) and answered {} Organizations call(s).",
+        sts.calls(),
+        sts.org_calls()
     );
     if let Some(a) = admin_addr {
         let http: HttpClient = Client::builder(TokioExecutor::new()).build_http();
@@ -304,6 +327,60 @@ async fn steps(out: &mut String, base: &str) -> Result<(), DemoError> {
         me.token.as_deref().unwrap_or("?"),
         me.roles.join(", "),
         me.region.as_deref().unwrap_or("?")
+    );
+
+    join_by_organization(out, &http, base).await
+}
+
+/// 5. The account that step 2 refused joins with `org-token`: it is in the organization.
+async fn join_by_organization(
+    out: &mut String,
+    http: &HttpClient,
+    base: &str,
+) -> Result<(), DemoError> {
+    let (other, other_arn) = identity(3)?;
+    let proof = ProofBuilder::new(
+        sts_endpoint(REGION, false).map_err(fail)?,
+        Binding::Audience(DEMO_AUDIENCE.into()),
+    )
+    .build(&other)
+    .map_err(fail)?;
+    let _ = writeln!(
+        out,
+        "\n5. Account 444444444444 again, now naming \"org-token\" (x-iam-join-token), whose rule is"
+    );
+    let _ = writeln!(
+        out,
+        "   aws_organization_id: {DEMO_ORG}; the proxy asks AWS Organizations (DescribeAccount)"
+    );
+    let _ = writeln!(out, "   as {other_arn}");
+    let bearer = format!("Bearer {proof}");
+    let (status, body) = send(
+        http,
+        Method::GET,
+        &format!("{base}/webapi/sites"),
+        &[
+            ("authorization", &bearer),
+            ("x-iam-join-token", "org-token"),
+        ],
+    )
+    .await?;
+    let _ = writeln!(out, "   -> {status}; the upstream saw:");
+    indent_json(out, &body);
+    let echo: serde_json::Value = serde_json::from_str(&body).map_err(fail)?;
+    if status != StatusCode::OK
+        || echo["headers"]["x-iam-join-account"] != "444444444444"
+        || echo["headers"]["x-iam-join-token"] != "org-token"
+    {
+        return Err(fail("step 5: the organization member was not admitted"));
+    }
+    let _ = writeln!(
+        out,
+        "   No account list to maintain: a new account of the organization joins the same way,"
+    );
+    let _ = writeln!(
+        out,
+        "   and one that leaves stops matching when the cached answer expires (10 min)."
     );
     Ok(())
 }
