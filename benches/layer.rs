@@ -158,6 +158,7 @@ fn cache_hit(c: &mut Criterion) {
                             token: "iam-token",
                             client: Some(client_addr().0.ip()),
                             require_challenge: false,
+                            audit: None,
                         })
                         .await;
                     assert!(id.is_ok());

@@ -28,6 +28,7 @@ async fn verify(verifier: &Verifier, proof: &str) {
             token: "iam-token",
             client: None,
             require_challenge: false,
+            audit: None,
         })
         .await;
     if let Err(denial) = result {

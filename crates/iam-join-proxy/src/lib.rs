@@ -39,6 +39,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod audit;
 mod body;
 pub mod check_tokens;
 pub mod config;

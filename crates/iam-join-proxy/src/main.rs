@@ -193,6 +193,7 @@ fn reload_on_sighup(handle: ProxyHandle) {
     };
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
+            handle.reopen_audit();
             // Reloads are serialized and read files: off the async workers.
             let h = handle.clone();
             let reloaded = tokio::task::spawn_blocking(move || h.reload_policy("SIGHUP").is_some());

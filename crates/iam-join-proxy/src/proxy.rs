@@ -36,6 +36,8 @@ use crate::telemetry::Metrics;
 use crate::tls;
 use iam_join_assertion::AssertionSigner;
 
+use crate::audit::AuditWriter;
+
 /// How long a client has to send a request's headers (slowloris guard).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// The admin listener's own connection budget: small, and separate from the proxy listener's,
@@ -70,6 +72,7 @@ pub struct Proxy {
     /// Whether the shared Redis answered its last probe (for `/readyz`); `None` without Redis.
     redis_reachable: Option<Arc<AtomicBool>>,
     connections: ConnectionLimits,
+    audit: Option<AuditWriter>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -93,6 +96,7 @@ impl std::fmt::Debug for Proxy {
 pub struct ProxyHandle {
     layer: IamJoinLayer,
     reloader: Option<PolicyReloader>,
+    audit: Option<AuditWriter>,
 }
 
 impl ProxyHandle {
@@ -109,6 +113,19 @@ impl ProxyHandle {
     /// The IAM join layer (its policy handle, verifier).
     pub fn layer(&self) -> &IamJoinLayer {
         &self.layer
+    }
+
+    /// Reopens the audit file (as SIGHUP does, after logrotate renamed it); queued events go to
+    /// the old file first. Does nothing without an `audit:` file.
+    pub fn reopen_audit(&self) {
+        if let Some(a) = &self.audit {
+            a.reopen();
+        }
+    }
+
+    /// Audit events dropped because the queue was full (0 without `audit:`).
+    pub fn audit_dropped(&self) -> u64 {
+        self.audit.as_ref().map_or(0, AuditWriter::dropped)
     }
 }
 
@@ -242,7 +259,22 @@ impl Proxy {
         let policy = load_policy(&config.tokens)?;
         let tokens = policy.len();
         let metrics = Metrics::new()?;
-        let (layer, redis_reachable) = Self::build_layer(&config, policy, metrics.meter()).await?;
+        let audit = match &config.audit {
+            Some(a) => Some(
+                AuditWriter::start(
+                    a.destination.clone(),
+                    a.queue,
+                    a.replica.clone(),
+                    Some(&metrics.meter()),
+                )
+                .map_err(|e| {
+                    ProxyError::config("audit.file", format!("cannot open for appending: {e}"))
+                })?,
+            ),
+            None => None,
+        };
+        let (layer, redis_reachable) =
+            Self::build_layer(&config, policy, metrics.meter(), audit.clone()).await?;
         let tls = match &config.tls {
             Some(t) => Some(TlsAcceptor::from(Arc::new(tls::server_config(
                 &t.cert, &t.key,
@@ -308,6 +340,7 @@ impl Proxy {
             drain_timeout: config.drain_timeout,
             redis_reachable,
             connections: config.connections,
+            audit,
         })
     }
 
@@ -316,9 +349,12 @@ impl Proxy {
         config: &Config,
         policy: TokenPolicy,
         meter: Meter,
+        audit: Option<AuditWriter>,
     ) -> Result<(IamJoinLayer, Option<Arc<AtomicBool>>), ProxyError> {
-        #[allow(unused_mut)]
         let mut builder = layer_builder(config, policy)?.meter(meter);
+        if let Some(a) = audit {
+            builder = builder.audit(Arc::new(a));
+        }
         #[allow(unused_mut)]
         let mut redis_reachable = None;
         #[cfg(feature = "redis")]
@@ -364,6 +400,7 @@ impl Proxy {
         ProxyHandle {
             layer: self.layer.clone(),
             reloader: self.reloader.clone(),
+            audit: self.audit.clone(),
         }
     }
 
@@ -388,6 +425,7 @@ impl Proxy {
             drain_timeout,
             redis_reachable,
             connections: limits,
+            audit: _,
         } = self;
 
         let (admin_stop, admin_stop_rx) = tokio::sync::watch::channel(false);

@@ -10,6 +10,7 @@ use iam_join_core::{Audience, ProofRules, StsHostAllowList, TokenName};
 use opentelemetry::metrics::Meter;
 use tower_layer::Layer;
 
+use crate::audit::AuditSink;
 use crate::cache::{CheckedTokenExpiry, OutcomeExpiry, SharedCache};
 use crate::error::BuildError;
 use crate::metrics::Metrics;
@@ -122,6 +123,7 @@ pub struct IamJoinLayerBuilder {
     signer: Option<Arc<AssertionSigner>>,
     meter: Option<Meter>,
     organizations: Option<Arc<dyn OrgLookup>>,
+    audit: Option<Arc<dyn AuditSink>>,
 }
 
 impl IamJoinLayerBuilder {
@@ -285,6 +287,13 @@ impl IamJoinLayerBuilder {
         self
     }
 
+    /// Sends one audit event per decision (admitted or denied) and per challenge issued to
+    /// `sink` ([`crate::audit`]); the sink must not block.
+    pub fn audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.audit = Some(sink);
+        self
+    }
+
     /// A second-level cache shared by replicas (Redis).
     pub fn shared_cache(mut self, cache: Arc<dyn SharedCache>) -> Self {
         self.shared_cache = Some(cache);
@@ -415,6 +424,7 @@ impl IamJoinLayerBuilder {
             replay,
             metrics,
             organizations: self.organizations,
+            audit: self.audit,
         };
         Ok(IamJoinLayer {
             shared: Arc::new(Shared {

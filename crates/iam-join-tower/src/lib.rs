@@ -39,6 +39,7 @@
 
 // Modules named in paths by other crates stay public; the rest are private, with the items
 // callers need re-exported below.
+pub mod audit;
 pub mod cache;
 mod error;
 mod future;

@@ -14,6 +14,7 @@ use moka::future::Cache;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use crate::audit::{AuditEvent, AuditRequest, AuditSink};
 use crate::cache::{CachedOutcome, CheckedToken, SharedCache, SharedOutcome};
 use crate::error::Denial;
 use crate::log_summary::{self, LogSummary};
@@ -51,6 +52,8 @@ pub struct Verifier {
     /// AWS Organizations, for rules with an organization condition (without it they never
     /// match).
     pub(crate) organizations: Option<Arc<dyn OrgLookup>>,
+    /// Where audit events go (one per decision), if anywhere.
+    pub(crate) audit: Option<Arc<dyn AuditSink>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -73,6 +76,16 @@ pub struct VerifyRequest<'a> {
     pub client: Option<IpAddr>,
     /// Whether this route accepts only challenge-bound proofs.
     pub require_challenge: bool,
+    /// The request's method, path and client, for the audit event (`None` without a sink).
+    pub audit: Option<&'a AuditRequest>,
+}
+
+/// How a decision was reached, for metrics, logs and the audit event.
+#[derive(Default)]
+struct DecisionTrace {
+    binding: Option<BindingKind>,
+    /// `cache` (a cached STS answer), `coalesced` (another request's STS call) or `sts`.
+    source: Option<&'static str>,
 }
 
 fn sts_failure_denial(f: &StsFailure) -> Denial {
@@ -110,11 +123,23 @@ impl Verifier {
     /// Records the decision (one metric sample, one `tracing` event; never the proof).
     pub async fn verify(&self, req: VerifyRequest<'_>) -> Result<VerifiedIdentity, Denial> {
         let start = Instant::now();
-        let mut binding = None;
-        let result = self.verify_inner(req, &mut binding).await;
-        let binding = binding.map_or("none", BindingKind::as_str);
+        let mut trace = DecisionTrace::default();
+        let result = self.verify_inner(req, &mut trace).await;
+        let binding = trace.binding.map_or("none", BindingKind::as_str);
+        let elapsed = start.elapsed();
         if let Some(m) = &self.metrics {
-            m.verify_duration(start.elapsed().as_secs_f64());
+            m.verify_duration(elapsed.as_secs_f64());
+        }
+        if let Some(sink) = &self.audit {
+            let event = match &result {
+                Ok(id) => AuditEvent::admitted(id, binding),
+                Err(d) => AuditEvent::denied(d.code(), d.error.message(), Some(req.token), binding),
+            };
+            sink.record(AuditEvent {
+                source: trace.source,
+                latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+                ..event.with_request(req.audit, Some(req.proof))
+            });
         }
         match &result {
             Ok(id) => {
@@ -138,8 +163,31 @@ impl Verifier {
 
     /// Records a denial decided before verification started (no proof, bad token header).
     pub fn deny_early(&self, denial: Denial) -> Denial {
-        self.record_denial(&denial, "none", None, None);
+        self.deny_early_audited(denial, None)
+    }
+
+    /// [`deny_early`](Self::deny_early), with the request for the audit event.
+    pub fn deny_early_audited(&self, denial: Denial, request: Option<&AuditRequest>) -> Denial {
+        self.record_denial(&denial, "none", None, request.and_then(|r| r.client));
+        if let Some(sink) = &self.audit {
+            sink.record(
+                AuditEvent::denied(denial.code(), denial.error.message(), None, "none")
+                    .with_request(request, None),
+            );
+        }
         denial
+    }
+
+    /// Whether decisions are audited (so callers build an [`AuditRequest`] only then).
+    pub fn audits(&self) -> bool {
+        self.audit.is_some()
+    }
+
+    /// Records a challenge handed out.
+    pub fn audit_challenge_issued(&self, request: Option<&AuditRequest>) {
+        if let Some(sink) = &self.audit {
+            sink.record(AuditEvent::challenge_issued().with_request(request, None));
+        }
     }
 
     fn record_denial(
@@ -172,7 +220,7 @@ impl Verifier {
     async fn verify_inner(
         &self,
         req: VerifyRequest<'_>,
-        binding_out: &mut Option<BindingKind>,
+        trace: &mut DecisionTrace,
     ) -> Result<VerifiedIdentity, Denial> {
         let now = OffsetDateTime::now_utc();
         // Fast path for a reused audience-bound proof: the local checks depend only on the
@@ -185,7 +233,8 @@ impl Verifier {
             && let Some(CachedOutcome::Identity { identity, .. }) =
                 self.cache.get(&fast.cache_key).await
         {
-            *binding_out = Some(BindingKind::Audience);
+            trace.binding = Some(BindingKind::Audience);
+            trace.source = Some("cache");
             self.cache_metric("hit");
             return self
                 .admit(
@@ -198,7 +247,7 @@ impl Verifier {
                 .await;
         }
         let checked = check_proof(req.proof, &self.rules, now)?;
-        *binding_out = Some(checked.binding().kind());
+        trace.binding = Some(checked.binding().kind());
         if matches!(checked.binding(), Binding::Audience) {
             self.checked_tokens.insert(
                 token_digest,
@@ -220,7 +269,7 @@ impl Verifier {
             .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         let identity = match checked.binding() {
             Binding::Audience => {
-                self.audience_identity(&checked, &client_key, req.client)
+                self.audience_identity(&checked, &client_key, req.client, &mut trace.source)
                     .await?
             }
             Binding::Challenge(claims) => {
@@ -247,6 +296,7 @@ impl Verifier {
                         ));
                     }
                 }
+                trace.source = Some("sts");
                 Arc::new(self.call_sts(&checked).await.map_err(|f| {
                     let mut d = sts_failure_denial(&f);
                     if d.code() == ErrorCode::StsUnavailable {
@@ -457,10 +507,12 @@ impl Verifier {
         checked: &SignedStsRequest,
         client_key: &str,
         client: Option<IpAddr>,
+        source: &mut Option<&'static str>,
     ) -> Result<Arc<CallerIdentity>, Denial> {
         let key = checked.cache_key();
         let outcome = match self.cache.get(&key).await {
             Some(hit) => {
+                *source = Some("cache");
                 self.cache_metric("hit");
                 hit
             }
@@ -480,6 +532,7 @@ impl Verifier {
                         })
                         .await;
                     let ran = ran.load(Ordering::Relaxed);
+                    *source = Some(if ran { "sts" } else { "coalesced" });
                     if ran {
                         self.cache_metric("miss");
                         // Keeps entry_count (the iam_join_cache_entries gauge) current; misses

@@ -73,6 +73,7 @@
 //! ```
 
 pub mod assertion;
+pub mod audit;
 pub mod organizations;
 mod raw;
 pub mod redis;
@@ -89,6 +90,7 @@ use iam_join_tower::{Rate, RateLimits};
 use ipnet::IpNet;
 
 pub use self::assertion::{AssertionKeys, AssertionSettings};
+pub use self::audit::AuditSettings;
 pub use self::organizations::OrgSettings;
 use self::raw::{RawConfig, RawDuration, RawRate};
 pub use self::redis::{PasswordSource, RedisSettings, RedisTopology};
@@ -200,6 +202,8 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// Signed identity assertions for the upstream, when configured.
     pub assertion: Option<AssertionSettings>,
+    /// The audit trail, when configured.
+    pub audit: Option<AuditSettings>,
     /// The Redis backend (shared replay store, rate limits and cache).
     #[cfg(feature = "redis")]
     pub redis: Option<RedisSettings>,
@@ -584,6 +588,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         .assertion
         .map(|a| self::assertion::validate(a, base))
         .transpose()?;
+    let audit = raw
+        .audit
+        .map(|a| self::audit::validate(a, base, std::env::var("HOSTNAME").ok()))
+        .transpose()?;
 
     #[cfg(feature = "redis")]
     let redis = match raw.redis {
@@ -651,6 +659,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         drain_timeout,
         connections,
         assertion,
+        audit,
         #[cfg(feature = "redis")]
         redis,
         #[cfg(feature = "organizations")]

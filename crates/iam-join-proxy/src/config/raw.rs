@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 pub(crate) use super::assertion::RawAssertion;
+pub(crate) use super::audit::RawAudit;
 pub(crate) use super::organizations::RawOrganizations;
 pub(crate) use super::redis::RawRedis;
 
@@ -54,6 +55,8 @@ pub(crate) struct RawConfig {
     pub(crate) connections: RawConnections,
     #[serde(default)]
     pub(crate) assertion: Option<RawAssertion>,
+    #[serde(default)]
+    pub(crate) audit: Option<RawAudit>,
     pub(crate) organizations: Option<RawOrganizations>,
 }
 

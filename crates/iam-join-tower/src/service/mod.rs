@@ -14,14 +14,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use iam_join_core::VerifiedIdentity;
 use tower_service::Service;
 
 use self::carrier::{Presented, take_presented};
 use self::endpoints::{Assertion, answer_before_verifying, answer_verified, set_identity_headers};
+use self::routes::{Endpoint, Route, original_path};
 use self::shared::Shared;
+use crate::audit::AuditRequest;
 use crate::error::Denial;
 use crate::future::ResponseFuture;
 use crate::ratelimit::client_ip;
@@ -100,10 +102,14 @@ where
     S: Service<Request<B>, Response = Response<ResBody>>,
 {
     let route = shared.routes.route(req.uri().path(), req.headers());
+    let audit = audit_request(&shared, &route, &req);
     if let Some(answer) = route
         .endpoint
         .and_then(|e| answer_before_verifying(e, req.method(), &shared))
     {
+        if route.endpoint == Some(Endpoint::Challenge) && answer.status() == StatusCode::OK {
+            shared.verifier.audit_challenge_issued(audit.as_ref());
+        }
         return Ok(own(answer));
     }
     let client = client_key(&shared, &req);
@@ -111,7 +117,12 @@ where
     if route.public {
         return forward(&mut inner, req).await;
     }
-    let identity = match verify(&shared, presented, client, route.require_challenge).await {
+    let asked = Asked {
+        client,
+        require_challenge: route.require_challenge,
+        audit: audit.as_ref(),
+    };
+    let identity = match verify(&shared, presented, asked).await {
         Ok(identity) => identity,
         Err(denial) => return Ok(own(denial.to_response())),
     };
@@ -135,25 +146,61 @@ where
     }
 }
 
+/// What the verifier is asked besides the proof.
+struct Asked<'a> {
+    /// The rate-limit key of the client.
+    client: Option<IpAddr>,
+    require_challenge: bool,
+    audit: Option<&'a AuditRequest>,
+}
+
 async fn verify(
     shared: &Shared,
     presented: Presented,
-    client: Option<IpAddr>,
-    require_challenge: bool,
+    asked: Asked<'_>,
 ) -> Result<VerifiedIdentity, Denial> {
     let verifier = &shared.verifier;
     let (proof, token) = match (presented.proof, presented.token) {
         (Ok(proof), Ok(token)) => (proof, token),
-        (Err(d), _) | (_, Err(d)) => return Err(verifier.deny_early(d)),
+        (Err(d), _) | (_, Err(d)) => return Err(verifier.deny_early_audited(d, asked.audit)),
     };
     verifier
         .verify(VerifyRequest {
             proof: &proof,
             token: &token,
-            client,
-            require_challenge,
+            client: asked.client,
+            require_challenge: asked.require_challenge,
+            audit: asked.audit,
         })
         .await
+}
+
+/// The request as the audit event names it; `None` (and no allocation) without a sink.
+fn audit_request<B>(shared: &Shared, route: &Route, req: &Request<B>) -> Option<AuditRequest> {
+    if !shared.verifier.audits() {
+        return None;
+    }
+    let original = (route.endpoint == Some(Endpoint::Verify))
+        .then(|| original_path(req.headers()))
+        .flatten();
+    Some(AuditRequest {
+        method: req.method().as_str().to_owned(),
+        path: original.unwrap_or_else(|| req.uri().path()).to_owned(),
+        client: client_addr(shared, req),
+    })
+}
+
+/// The client's address: the peer, or the first untrusted hop of `X-Forwarded-For` when the
+/// peer is a trusted proxy.
+fn client_addr<B>(shared: &Shared, req: &Request<B>) -> Option<IpAddr> {
+    let peer = req
+        .extensions()
+        .get::<ClientAddr>()
+        .map(|c| c.0.ip())
+        .or_else(|| req.extensions().get::<SocketAddr>().map(SocketAddr::ip))
+        .map(|ip| ip.to_canonical());
+    let forwarded_for = joined(req, "x-forwarded-for");
+    client_ip(peer, forwarded_for.as_deref(), &shared.trusted_proxies)
 }
 
 /// Gives the inner service the identity: an extension, headers when configured, and the
@@ -176,14 +223,7 @@ fn hand_off<B>(
 /// The per-client rate-limit key: the peer, or the `X-Forwarded-For` client a trusted proxy
 /// names. IPv6 clients are keyed by /64, since one host usually holds a whole /64.
 fn client_key<B>(shared: &Shared, req: &Request<B>) -> Option<IpAddr> {
-    let peer = req
-        .extensions()
-        .get::<ClientAddr>()
-        .map(|c| c.0.ip())
-        .or_else(|| req.extensions().get::<SocketAddr>().map(SocketAddr::ip))
-        .map(|ip| ip.to_canonical());
-    let forwarded_for = joined(req, "x-forwarded-for");
-    let ip = client_ip(peer, forwarded_for.as_deref(), &shared.trusted_proxies)?;
+    let ip = client_addr(shared, req)?;
     Some(match ip.to_canonical() {
         IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !(u128::MAX >> 64))),
         v4 => v4,

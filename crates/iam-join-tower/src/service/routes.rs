@@ -19,6 +19,14 @@ use http::HeaderMap;
 /// (`X-Forwarded-Uri`) name the original request.
 const ORIGINAL_URI_HEADERS: [&str; 2] = ["x-original-uri", "x-forwarded-uri"];
 
+/// The path of the original request a front proxy names (`X-Original-URI`, then
+/// `X-Forwarded-Uri`), for the record; routing reads every value itself.
+pub(crate) fn original_path(headers: &HeaderMap) -> Option<&str> {
+    ORIGINAL_URI_HEADERS
+        .iter()
+        .find_map(|name| headers.get(*name)?.to_str().ok().and_then(path_of_uri))
+}
+
 /// A public or challenge path pattern: an exact path (`/healthz`), or a prefix ending in `*`
 /// (`/v1/webapi/host/*`). Parsed and checked once.
 ///
