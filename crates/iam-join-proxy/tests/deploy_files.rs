@@ -28,6 +28,8 @@ const DESIGN_METRICS: &[&str] = &[
     // Issue 12 (signed assertions) adds these two to §9's list.
     "iam_join_assertions_issued_total",
     "iam_join_key_reloads_total",
+    // Issue 16 (audit events).
+    "iam_join_audit_events_dropped_total",
 ];
 
 #[test]
@@ -107,6 +109,7 @@ fn grafana_dashboard_uses_only_design_metric_names_and_covers_the_required_panel
         "iam_join_rate_limited_total",
         "iam_join_assertions_issued_total",
         "iam_join_key_reloads_total",
+        "iam_join_audit_events_dropped_total",
     ] {
         assert!(used.contains(required), "no panel uses {required}");
     }
@@ -154,4 +157,32 @@ fn deploy_example_assertion_section_loads_when_uncommented() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// The systemd and Kubernetes examples write the audit trail to a file in a directory they
+/// make writable (systemd's LogsDirectory, a Kubernetes volume).
+#[test]
+fn systemd_and_kubernetes_examples_keep_an_audit_file_where_they_can_write() {
+    const DIR: &str = "/var/log/iam-join-proxy";
+    let expected = iam_join_proxy::audit::AuditDestination::File(format!("{DIR}/audit.log").into());
+    let deploy = Config::load(&workspace().join("deploy/config.yaml")).expect("valid");
+    assert_eq!(deploy.audit.expect("audit").destination, expected);
+    let unit = read("deploy/systemd/iam-join-proxy.service");
+    assert!(
+        unit.lines().any(|l| l == "LogsDirectory=iam-join-proxy"),
+        "{unit}"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, configmap_data("config.yaml")).expect("write");
+    let k8s = Config::load(&path).expect("the ConfigMap's config is valid");
+    assert_eq!(k8s.audit.expect("audit").destination, expected);
+    let deployment = read("deploy/kubernetes/deployment.yaml");
+    assert!(
+        deployment.contains(&format!("mountPath: {DIR}}}")),
+        "{deployment}"
+    );
+    let image = read("deploy/Containerfile");
+    assert!(image.contains(&format!("/out/log {DIR}")), "{image}");
 }
