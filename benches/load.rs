@@ -41,7 +41,7 @@ use iam_join_benches::{
     AUDIENCE, Form, ProofKind, SEED_POLICY_YAML, machine_description, sign_proof,
 };
 use iam_join_proxy::config::{LogConfig, LogFormat};
-use iam_join_proxy::{Config, Proxy, TokenSource};
+use iam_join_proxy::{Config, Proxy, ProxyHandle, TokenSource};
 use iam_join_tower::RateLimits;
 use sts_emulator::{Emulator, EmulatorHandle, default_identities};
 use tokio::net::{TcpListener, TcpStream};
@@ -63,6 +63,9 @@ struct Options {
     /// Only start the servers, print their addresses and a warmed proof, and serve this long
     /// (for an external load generator: `benches/wrk.sh`).
     serve: Option<u64>,
+    /// Write the measured proxy's audit events to this file (`audit: {file: …}`), and report
+    /// how many were dropped.
+    audit: Option<String>,
 }
 
 impl Options {
@@ -76,6 +79,7 @@ impl Options {
             server_threads: 2,
             serve: None,
             log: None,
+            audit: None,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut it = args.iter();
@@ -94,6 +98,7 @@ impl Options {
                 "--burst" => o.burst = num(flag, value),
                 "--server-threads" => o.server_threads = num(flag, value),
                 "--serve" => o.serve = Some(num(flag, value)),
+                "--audit" => o.audit = Some(value.clone()),
                 "--log" => {
                     o.log = match value.as_str() {
                         "json" => Some(LogFormat::Json),
@@ -104,7 +109,7 @@ impl Options {
                 }
                 _ => panic!(
                     "unknown option {flag}; options: --rounds N --seconds S --connections N \
-                     --max-requests N --burst N --server-threads N --log json|human|off --serve SECONDS"
+                     --max-requests N --burst N --server-threads N --log json|human|off --serve SECONDS --audit FILE"
                 ),
             }
         }
@@ -160,7 +165,9 @@ async fn start_proxy(
     upstream: SocketAddr,
     sts: &EmulatorHandle,
     limits: RateLimits,
-) -> (SocketAddr, oneshot::Sender<()>) {
+    audit: Option<&str>,
+) -> (SocketAddr, oneshot::Sender<()>, ProxyHandle) {
+    let audit = audit.map_or_else(String::new, |f| format!("audit: {{file: \"{f}\"}}\n"));
     let yaml = format!(
         "listen: 127.0.0.1:0\n\
          upstream:\n  url: http://{upstream}\n\
@@ -168,7 +175,8 @@ async fn start_proxy(
          default_token: iam-token\n\
          tokens: token.yaml\n\
          public_paths: [\"/public/*\"]\n\
-         sts:\n  overrides:\n    sts.us-west-2.amazonaws.com: {}\n",
+         sts:\n  overrides:\n    sts.us-west-2.amazonaws.com: {}\n\
+         {audit}",
         sts.url()
     );
     let mut config = Config::from_yaml_str(&yaml, Path::new("."))
@@ -182,6 +190,7 @@ async fn start_proxy(
         .await
         .unwrap_or_else(|e| panic!("proxy bind: {e}"));
     let addr = proxy.local_addr();
+    let handle = proxy.handle();
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
         if let Err(e) = proxy
@@ -193,7 +202,7 @@ async fn start_proxy(
             eprintln!("proxy stopped with an error: {e}");
         }
     });
-    (addr, stop)
+    (addr, stop, handle)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -464,10 +473,20 @@ fn main() {
             .await
             .unwrap_or_else(|e| panic!("sts-emulator: {e}"));
         let upstream = start_upstream().await;
-        let (proxy, stop) = start_proxy(upstream, &emulator, RateLimits::none()).await;
-        let (limited, limited_stop) = start_proxy(upstream, &emulator, RateLimits::default()).await;
-        (emulator, upstream, proxy, stop, limited, limited_stop)
+        let (proxy, stop, handle) =
+            start_proxy(upstream, &emulator, RateLimits::none(), o.audit.as_deref()).await;
+        let (limited, limited_stop, _) =
+            start_proxy(upstream, &emulator, RateLimits::default(), None).await;
+        (
+            emulator,
+            upstream,
+            (proxy, handle),
+            stop,
+            limited,
+            limited_stop,
+        )
     });
+    let (proxy, proxy_handle) = proxy;
     let date = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
@@ -665,6 +684,13 @@ fn main() {
         );
     }
 
+    if let Some(file) = &o.audit {
+        let lines = std::fs::read_to_string(file).map_or(0, |t| t.lines().count());
+        println!(
+            "audit: {} event(s) dropped by the measured proxy; {lines} line(s) in {file} so far",
+            proxy_handle.audit_dropped()
+        );
+    }
     server.block_on(async {
         let _ = proxy_stop.send(());
         let _ = limited_stop.send(());

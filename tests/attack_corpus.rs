@@ -132,13 +132,38 @@ fn secrets() -> Vec<String> {
 }
 
 /// Sends every case and fails with the list of all cases that did not get their code.
-async fn run_cases(layer: &IamJoinLayer, emulator: Option<&EmulatorHandle>, cases: Vec<Case>) {
+async fn run_cases(
+    layer: &IamJoinLayer,
+    emulator: Option<&EmulatorHandle>,
+    audit: Option<&AuditLog>,
+    cases: Vec<Case>,
+) {
     let total = cases.len();
     let secrets = secrets();
     let mut failures = Vec::new();
     for case in cases {
         let before = emulator.map(EmulatorHandle::calls);
         let r = send(layer, case.req).await;
+        if let Some(audit) = audit {
+            let events = audit.take();
+            let admitted = r.status == StatusCode::OK;
+            let code = (!admitted).then(|| r.code());
+            match events.as_slice() {
+                [e] if e.success == admitted && e.error == code => {
+                    let line = serde_json::to_string(e).unwrap();
+                    if let Some(s) = secrets.iter().find(|s| line.contains(s.as_str())) {
+                        failures.push(format!(
+                            "{}: the audit event has a secret ({s:.12}…)",
+                            case.name
+                        ));
+                    }
+                }
+                other => failures.push(format!(
+                    "{}: expected one audit event ({} {code:?}), got {other:?}",
+                    case.name, r.status
+                )),
+            }
+        }
         let got = if r.status == StatusCode::OK {
             Admitted
         } else {
@@ -1705,7 +1730,9 @@ fn control_cases(p: &Proofs) -> Vec<Case> {
 
 #[tokio::test]
 async fn malicious_and_malformed_proofs_get_their_exact_code() {
-    let h = harness(|b| b.challenge_paths(["/join"])).await;
+    let audit = Arc::new(AuditLog::default());
+    let sink = Arc::clone(&audit);
+    let h = harness(|b| b.challenge_paths(["/join"]).audit(sink)).await;
     let p = Proofs::new();
     let mut cases = Vec::new();
     cases.extend(carrier_cases(&p));
@@ -1724,7 +1751,10 @@ async fn malicious_and_malformed_proofs_get_their_exact_code() {
     let before = names.len();
     names.dedup();
     assert_eq!(before, names.len(), "case names must be unique");
-    run_cases(&h.layer, Some(&h.emulator), cases).await;
+    // Every decision of the corpus is exactly one audit event with its code (challenges the
+    // cases fetched while being built are not decisions).
+    audit.take();
+    run_cases(&h.layer, Some(&h.emulator), Some(&audit), cases).await;
 }
 
 #[tokio::test]
@@ -1754,7 +1784,7 @@ async fn fips_verifier_refuses_non_fips_hosts() {
             f.post().to_iam_join_v1_token()
         }),
     ];
-    run_cases(&h.layer, Some(&h.emulator), cases).await;
+    run_cases(&h.layer, Some(&h.emulator), None, cases).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2295,7 +2325,7 @@ async fn query_bytes_illegal_in_a_uri_are_malformed_not_sent_to_sts() {
         )
     })
     .collect();
-    run_cases(&h.layer, Some(&h.emulator), cases).await;
+    run_cases(&h.layer, Some(&h.emulator), None, cases).await;
 }
 
 /// Signed headers whose signed value can never verify, or that change how the request is
@@ -2347,7 +2377,7 @@ async fn signed_framing_headers_that_cannot_verify_are_malformed() {
             &signed_with(("content-length", "43")),
         ),
     ];
-    run_cases(&h.layer, Some(&h.emulator), cases).await;
+    run_cases(&h.layer, Some(&h.emulator), None, cases).await;
 }
 
 /// DESIGN §4 step 11: "the proof (its carrier header) is never forwarded". With a proof in
@@ -2440,5 +2470,5 @@ async fn non_canonical_paths_never_skip_verification_or_the_challenge() {
             .body(Full::default())
             .unwrap(),
     });
-    run_cases(&h.layer, Some(&h.emulator), cases).await;
+    run_cases(&h.layer, Some(&h.emulator), None, cases).await;
 }

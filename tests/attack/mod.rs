@@ -53,6 +53,23 @@ pub fn base_builder() -> IamJoinLayerBuilder {
         .rate_limits(RateLimits::none())
 }
 
+/// An audit sink that keeps what it gets, for the test to take.
+#[derive(Default)]
+pub struct AuditLog(std::sync::Mutex<Vec<iam_join_tower::audit::AuditEvent>>);
+
+impl AuditLog {
+    /// Everything recorded since the last call.
+    pub fn take(&self) -> Vec<iam_join_tower::audit::AuditEvent> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl iam_join_tower::audit::AuditSink for AuditLog {
+    fn record(&self, event: iam_join_tower::audit::AuditEvent) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
 pub async fn harness(
     configure: impl FnOnce(IamJoinLayerBuilder) -> IamJoinLayerBuilder,
 ) -> Harness {
