@@ -168,6 +168,8 @@ async fn start_proxy(
     audit: Option<&str>,
 ) -> (SocketAddr, oneshot::Sender<()>, ProxyHandle) {
     let audit = audit.map_or_else(String::new, |f| format!("audit: {{file: \"{f}\"}}\n"));
+    // Every connection of the benchmark comes from 127.0.0.1: lift the per-client connection
+    // cap (256 by default, against one hostile client) above the 1000-way burst.
     let yaml = format!(
         "listen: 127.0.0.1:0\n\
          upstream:\n  url: http://{upstream}\n\
@@ -176,6 +178,7 @@ async fn start_proxy(
          tokens: token.yaml\n\
          public_paths: [\"/public/*\"]\n\
          sts:\n  overrides:\n    sts.us-west-2.amazonaws.com: {}\n\
+         connections: {{max_per_client: 4096}}\n\
          {audit}",
         sts.url()
     );
