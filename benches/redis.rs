@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
+use iam_join_core::StsAnswer;
 use iam_join_testkit::redis_server::{RedisOptions, RedisServer, ServerTls, TestPki};
 use iam_join_tower::cache::{SharedCache, SharedOutcome};
-use iam_join_tower::redis::{RedisBackend, RedisConfig, RedisServers};
-use iam_join_core::StsAnswer;
+use iam_join_tower::redis::{RedisBackend, RedisConfig};
 use iam_join_tower::{MemoryReplayStore, RateLimits, ReplayStore};
 
 const TTL: Duration = Duration::from_secs(120);
