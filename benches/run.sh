@@ -28,7 +28,13 @@ cargo bench -p iam-join-benches --bench core --bench layer -- --warm-up-time 1 -
   2>&1 | tee "$OUT/criterion.txt" | grep -E '^(proof size|cache_hit interleaved)|^[a-z_]+/.*time:|^ +time:' || true
 ./target/release/report target/criterion | tee "$OUT/criterion-report.md"
 
+# Redis per operation (a real redis-server on loopback, plain and TLS).
+PATH="$PATH:/usr/sbin" cargo bench -p iam-join-benches --features redis --bench redis -- \
+  --warm-up-time 1 --measurement-time 3 2>&1 | tee "$OUT/redis.txt" | grep -E 'time:' || true
+
 ./target/release/load --rounds 5 --seconds 4 | tee "$OUT/load.txt"
+./target/release/load --rounds 5 --seconds 4 --audit "$OUT/audit.jsonl" | tee "$OUT/load-audit.txt"
+rm -f "$OUT/audit.jsonl"
 ./target/release/load --rounds 5 --seconds 4 --burst 10 --log json 2>/dev/null | tee "$OUT/load-json-logs.txt"
 
 if command -v wrk >/dev/null; then
