@@ -216,3 +216,39 @@ async fn rotation_by_rename_and_reopen_loses_no_event() {
     assert_eq!(events(&rotated).len(), 25);
     assert_eq!(stack.handle.audit_dropped(), 0);
 }
+
+#[tokio::test]
+async fn policy_reloads_are_audited_with_their_result() {
+    let stack = audited_stack().await;
+    let file = stack.dir.path().join("audit.log");
+    let reload = |handle: iam_join_proxy::ProxyHandle| async move {
+        tokio::task::spawn_blocking(move || handle.reload_policy("test"))
+            .await
+            .unwrap()
+    };
+    assert!(matches!(reload(stack.handle.clone()).await, Some(Ok(1))));
+    std::fs::write(&stack.tokens, "kind: token\nversion: v2\nmetadata: {name: x}\nspec: {roles: [Node], join_method: iam, allow: [{aws_acount: \"1\"}]}\n").unwrap();
+    assert!(matches!(reload(stack.handle.clone()).await, Some(Err(_))));
+    // The file watcher may add reloads of its own; the two asked for are there, in order.
+    eventually("both reloads audited", || async {
+        let all = events(&file);
+        all.iter().any(|e| e["code"] == "IJ002E")
+    })
+    .await;
+    let reloads: Vec<Value> = events(&file)
+        .into_iter()
+        .filter(|e| e["event"] == "iam_join.policy.reload")
+        .collect();
+    let first = &reloads[0];
+    assert_eq!(
+        (first["code"].as_str(), first["success"].as_bool()),
+        (Some("IJ002I"), Some(true))
+    );
+    assert_eq!(first["reason"], "1 loaded");
+    let failed = reloads.iter().find(|e| e["code"] == "IJ002E").unwrap();
+    assert_eq!(failed["error"], "reload_failed");
+    assert!(
+        failed["reason"].as_str().unwrap().contains("aws_acount"),
+        "{failed}"
+    );
+}

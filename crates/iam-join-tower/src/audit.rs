@@ -1,4 +1,5 @@
-//! Audit events: one structured record per join decision and per challenge issued, for a SIEM
+//! Audit events: one structured record per join decision, per challenge issued and per policy or
+//! assertion key reload, for a SIEM
 //! weeks later. The event names and codes are Teleport's where one exists (`instance.join`
 //! TJ002I/TJ002E, `bot.join` TJ001I/TJ001E), so the same rules work on both. The schema is
 //! versioned (`schema`); a field is only ever added within a version.
@@ -47,10 +48,12 @@ pub struct AuditEvent {
     /// RFC 3339, UTC.
     #[serde(with = "time::serde::rfc3339")]
     pub time: OffsetDateTime,
-    /// `instance.join`, `bot.join` (Teleport's names) or `iam_join.challenge.issued`.
+    /// `instance.join`, `bot.join` (Teleport's names), `iam_join.challenge.issued`,
+    /// `iam_join.policy.reload` or `iam_join.keys.reload`.
     pub event: &'static str,
     /// Teleport's code for the event and result (`TJ002I`, `TJ002E`, `TJ001I`, `TJ001E`), or
-    /// ours (`IJ001I` challenge issued).
+    /// ours (`IJ001I` challenge issued, `IJ002I`/`IJ002E` policy reload, `IJ003I`/`IJ003E` key
+    /// reload).
     pub code: &'static str,
     /// Admitted (or issued).
     pub success: bool,
@@ -182,6 +185,35 @@ impl AuditEvent {
     /// A challenge handed out.
     pub fn challenge_issued() -> Self {
         Self::base("iam_join.challenge.issued", "IJ001I", true)
+    }
+
+    /// A token policy reload: `Ok(number of tokens)` or the error (file, document, field).
+    pub fn policy_reload(result: Result<usize, String>) -> Self {
+        Self::reload("iam_join.policy.reload", ["IJ002I", "IJ002E"], result)
+    }
+
+    /// An assertion key reload: `Ok(number of published keys)` or the error (the file, never
+    /// key bytes).
+    pub fn keys_reload(result: Result<usize, String>) -> Self {
+        Self::reload("iam_join.keys.reload", ["IJ003I", "IJ003E"], result)
+    }
+
+    fn reload(
+        event: &'static str,
+        [ok, failed]: [&'static str; 2],
+        result: Result<usize, String>,
+    ) -> Self {
+        match result {
+            Ok(count) => Self {
+                reason: Some(format!("{count} loaded")),
+                ..Self::base(event, ok, true)
+            },
+            Err(error) => Self {
+                error: Some("reload_failed"),
+                reason: Some(error),
+                ..Self::base(event, failed, false)
+            },
+        }
     }
 
     /// Adds what the request said, who sent it and the proof's fingerprint.

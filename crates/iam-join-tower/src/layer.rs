@@ -10,7 +10,7 @@ use iam_join_core::{Audience, ProofRules, StsHostAllowList, TokenName};
 use opentelemetry::metrics::Meter;
 use tower_layer::Layer;
 
-use crate::audit::AuditSink;
+use crate::audit::{AuditEvent, AuditSink};
 use crate::cache::{CheckedTokenExpiry, OutcomeExpiry, SharedCache};
 use crate::error::BuildError;
 use crate::metrics::Metrics;
@@ -54,10 +54,17 @@ impl IamJoinLayer {
         &self,
         path: &std::path::Path,
     ) -> Result<Arc<TokenPolicy>, iam_join_core::policy::PolicyError> {
-        let result = self.shared.verifier.policy().reload(path);
-        if let Some(m) = &self.shared.verifier.metrics {
+        let verifier = &self.shared.verifier;
+        let result = verifier.policy().reload(path);
+        if let Some(m) = &verifier.metrics {
             m.policy_reload(if result.is_ok() { "ok" } else { "error" });
         }
+        verifier.audit(|| {
+            AuditEvent::policy_reload(match &result {
+                Ok(policy) => Ok(policy.len()),
+                Err(e) => Err(e.to_string()),
+            })
+        });
         result
     }
 
@@ -69,16 +76,27 @@ impl IamJoinLayer {
 
     /// Replaces the assertion keys with what `load` returns, keeping the old keys on error, and
     /// counts the reload in `iam_join_key_reloads_total{result}`. `None` without a signer.
-    pub fn reload_assertion_keys<E>(
+    pub fn reload_assertion_keys<E: std::fmt::Display>(
         &self,
         load: impl FnOnce() -> Result<iam_join_assertion::KeySet, E>,
     ) -> Option<Result<(), E>> {
         let signer = self.shared.signer.as_ref()?;
-        let result = load().map(|keys| signer.replace_keys(keys));
-        if let Some(m) = &self.shared.verifier.metrics {
+        let verifier = &self.shared.verifier;
+        let result = load().map(|keys| {
+            let published = keys.published().len();
+            signer.replace_keys(keys);
+            published
+        });
+        if let Some(m) = &verifier.metrics {
             m.key_reload(if result.is_ok() { "ok" } else { "error" });
         }
-        Some(result)
+        verifier.audit(|| {
+            AuditEvent::keys_reload(match &result {
+                Ok(published) => Ok(*published),
+                Err(e) => Err(e.to_string()),
+            })
+        });
+        Some(result.map(|_| ()))
     }
 
     /// The assertion signer, when one is set (to rotate its keys on reload).

@@ -178,6 +178,13 @@ impl Verifier {
         denial
     }
 
+    /// Records the event `make` builds, when a sink is set (built only then).
+    pub(crate) fn audit(&self, make: impl FnOnce() -> AuditEvent) {
+        if let Some(sink) = &self.audit {
+            sink.record(make());
+        }
+    }
+
     /// Whether decisions are audited (so callers build an [`AuditRequest`] only then).
     pub fn audits(&self) -> bool {
         self.audit.is_some()
