@@ -39,6 +39,7 @@ rm -f "$OUT/audit.jsonl"
 
 if command -v wrk >/dev/null; then
   benches/wrk.sh | tee "$OUT/wrk.txt"
+  PATH="$PATH:/usr/sbin" command -v nginx >/dev/null && benches/nginx.sh | tee "$OUT/nginx.txt"
 fi
 
 ./target/release/memory | tee "$OUT/memory.txt"

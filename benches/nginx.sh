@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# iam-join-proxy next to nginx, with wrk as the client, in alternating rounds (issue 15):
+#   on       iam-join-proxy, verification on (a cached proof)          /app
+#   off      iam-join-proxy, public path (forwarding only)             /public/app
+#   nginx    nginx as a plain reverse proxy (benches/nginx/bench.conf) /app
+#   verify   nginx auth_request -> iam-join-proxy /verify, then proxy  /app
+# All four in front of the same upstream (the load benchmark's), rate limits off, same wrk
+# settings, same proof. Prints each round and the median ratios to nginx.
+#   benches/nginx.sh                     (ROUNDS=, PHASE_SECONDS=, CONNS=, THREADS=)
+# Everything listens on 127.0.0.1; every loop is bounded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/sbin"
+
+ROUNDS=${ROUNDS:-4}
+PHASE_SECONDS=${PHASE_SECONDS:-4}
+CONNS=${CONNS:-32}
+THREADS=${THREADS:-1}
+for tool in wrk nginx; do
+  command -v "$tool" >/dev/null || { echo "nginx.sh: $tool not found (apt-get install $tool)" >&2; exit 1; }
+done
+[ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 20 ] && [ "$PHASE_SECONDS" -ge 1 ] && [ "$PHASE_SECONDS" -le 60 ] \
+  || { echo "nginx.sh: ROUNDS must be 1..20 and PHASE_SECONDS 1..60" >&2; exit 1; }
+
+cargo build --release -q -p iam-join-benches --bin load
+out=$(mktemp -d)
+serve_for=$(( (ROUNDS + 1) * 4 * (PHASE_SECONDS + 1) + 30 ))
+./target/release/load --serve "$serve_for" >"$out/serve.txt" 2>&1 &
+server=$!
+cleanup() {
+  [ -f "$out/nginx.pid" ] && kill "$(cat "$out/nginx.pid")" 2>/dev/null || true
+  kill "$server" 2>/dev/null || true
+  rm -rf "$out"
+}
+trap cleanup EXIT
+for _ in $(seq 1 300); do
+  grep -q '^SERVING_SECONDS=' "$out/serve.txt" && break
+  kill -0 "$server" 2>/dev/null || { cat "$out/serve.txt" >&2; exit 1; }
+  sleep 0.1
+done
+PROXY=$(sed -n 's/^PROXY=//p' "$out/serve.txt")
+UPSTREAM=$(sed -n 's/^UPSTREAM=//p' "$out/serve.txt")
+PROOF=$(sed -n 's/^PROOF=//p' "$out/serve.txt")
+[ -n "$PROXY" ] && [ -n "$UPSTREAM" ] && [ -n "$PROOF" ] || { cat "$out/serve.txt" >&2; exit 1; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PLAIN_PORT=$(free_port)
+AUTH_PORT=$(free_port)
+sed -e "s#@DIR@#$out#g" -e "s#@UPSTREAM@#$UPSTREAM#g" -e "s#@VERIFIER@#$PROXY#g" \
+  -e "s#@PLAIN_PORT@#$PLAIN_PORT#g" -e "s#@AUTH_PORT@#$AUTH_PORT#g" \
+  benches/nginx/bench.conf >"$out/nginx.conf"
+nginx -c "$out/nginx.conf" -p "$out" -g 'daemon on;'
+for _ in $(seq 1 100); do [ -s "$out/nginx.pid" ] && break; sleep 0.05; done
+
+url() {
+  case "$1" in
+    on) echo "http://$PROXY/app" ;;
+    off) echo "http://$PROXY/public/app" ;;
+    nginx) echo "http://127.0.0.1:$PLAIN_PORT/app" ;;
+    verify) echo "http://127.0.0.1:$AUTH_PORT/app" ;;
+  esac
+}
+measure() {
+  wrk -t"$THREADS" -c"$CONNS" -d"$2s" --latency -H "Authorization: Bearer $PROOF" "$(url "$1")" |
+    awk '
+      function us(v) {
+        if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000;
+        if (v ~ /s$/) return v * 1000000; return v
+      }
+      /^ +50%/ { p50 = us($2) } /^ +99%/ { p99 = us($2) }
+      /Requests\/sec:/ { rps = $2 } /Non-2xx/ { bad = $5 }
+      END { printf "%.0f %.0f %.0f %d\n", rps, p50, p99, bad + 0 }'
+}
+
+grep -E '^(# |machine:)' "$out/serve.txt"
+echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), 2 workers; wrk: $THREADS thread(s), $CONNS connections, $PHASE_SECONDS s per phase, $ROUNDS rounds (plus a 1 s warm-up each)"
+modes=(on off nginx verify)
+for mode in "${modes[@]}"; do
+  read -r _ _ _ bad < <(measure "$mode" 1)
+  [ "$bad" = 0 ] || { echo "nginx.sh: $mode answered non-2xx in the warm-up" >&2; cat "$out/error.log" >&2; exit 1; }
+done
+ratios=()
+for r in $(seq 1 "$ROUNDS"); do
+  shift_by=$(( (r - 1) % 4 ))
+  order=("${modes[@]:$shift_by}" "${modes[@]:0:$shift_by}")
+  for mode in "${order[@]}"; do
+    read -r rps p50 p99 bad < <(measure "$mode" "$PHASE_SECONDS")
+    printf 'round %d %-6s %8s req/s  p50 %6s us  p99 %6s us  non-2xx %s\n' "$r" "$mode" "$rps" "$p50" "$p99" "$bad"
+    eval "${mode}_rps=$rps"
+  done
+  ratios+=("$(awk -v on="$on_rps" -v off="$off_rps" -v ng="$nginx_rps" -v v="$verify_rps" \
+    'BEGIN { printf "%.3f %.3f %.3f", on / ng, off / ng, v / ng }')")
+done
+echo "per-round throughput ratios (on/nginx, off/nginx, nginx+verify/nginx):"
+printf '  %s\n' "${ratios[@]}"
+printf '%s\n' "${ratios[@]}" | awk '{ a[NR] = $1; b[NR] = $2; c[NR] = $3 }
+  function med(x, n,   i, j, t) {
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
+    return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
+  }
+  END { printf "median throughput: on/nginx %.3fx, off/nginx %.3fx, nginx+verify/nginx %.3fx\n", med(a, NR), med(b, NR), med(c, NR) }'
