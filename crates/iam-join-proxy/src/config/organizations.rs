@@ -49,15 +49,12 @@ const DEFAULT_REGION: &str = "us-east-1";
 /// Checks `organizations:`.
 #[cfg_attr(not(feature = "organizations"), allow(dead_code))]
 pub(crate) fn validate(raw: RawOrganizations) -> Result<OrgSettings, ConfigError> {
+    // The same region rule as everywhere else: core's `Region`.
     let region = raw.region.unwrap_or_else(|| DEFAULT_REGION.to_owned());
-    let region_ok = !region.is_empty()
-        && region
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !region_ok {
+    if let Err(e) = region.parse::<iam_join_core::Region>() {
         return Err(invalid(
             "organizations.region",
-            format!("{region:?} is not an AWS region such as us-east-1"),
+            format!("{region:?} is not an AWS region such as us-east-1: {e}"),
         ));
     }
     if let Some(role) = &raw.role_arn
