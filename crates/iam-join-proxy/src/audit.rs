@@ -1,7 +1,8 @@
-//! The audit sink: JSON lines to a file or to stdout, written by one task behind a bounded
-//! queue. A request never waits for the disk: when the queue is full the event is dropped and
-//! counted (`iam_join_audit_events_dropped_total`, and a warning at the 1st, 2nd, 4th, 8th, …
-//! drop, so a flood of drops cannot flood the log).
+//! The audit sink: JSON lines to a file or to stdout, written by a thread of its own behind a
+//! bounded queue. A request never waits for the disk or for a slow stdout reader: when the
+//! queue is full the event is dropped and counted (`iam_join_audit_events_dropped_total`, and a
+//! warning at the 1st, 2nd, 4th, 8th, … drop, so a flood of drops cannot flood the log). The
+//! writes block only the writer thread, never an async worker.
 //!
 //! The file is opened in append mode and reopened on SIGHUP (and [`AuditWriter::reopen`]), so
 //! logrotate's default `create` mode works: rename the file, signal, and the next event goes to
@@ -10,11 +11,11 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use iam_join_tower::audit::{AuditEvent, AuditSink};
 use opentelemetry::metrics::{Counter, Meter};
-use tokio::sync::{Notify, mpsc};
 
 /// Where the events go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,11 +26,18 @@ pub enum AuditDestination {
     Stdout,
 }
 
-/// A running audit sink. Cheap to clone.
+/// What the writer thread is asked to do.
+enum Message {
+    Event(Box<AuditEvent>),
+    Reopen,
+}
+
+/// A running audit sink. Cheap to clone; the writer thread ends when the last clone is dropped.
 #[derive(Clone, Debug)]
 pub struct AuditWriter {
-    queue: mpsc::Sender<AuditEvent>,
-    reopen: Arc<Notify>,
+    queue: SyncSender<Message>,
+    /// A reopen asked for while the queue was full; the thread looks at it after each event.
+    reopen_pending: Arc<AtomicBool>,
     replica: Option<String>,
     dropped: Arc<AtomicU64>,
     dropped_metric: Option<Counter<u64>>,
@@ -37,11 +45,11 @@ pub struct AuditWriter {
 
 impl AuditWriter {
     /// Opens `destination` (so a bad path fails at start, naming it) and starts the writer
-    /// task. Must be called inside a Tokio runtime.
+    /// thread.
     ///
     /// # Errors
     ///
-    /// The file cannot be opened for appending.
+    /// The file cannot be opened for appending, or the thread cannot be started.
     pub fn start(
         destination: AuditDestination,
         capacity: usize,
@@ -49,12 +57,15 @@ impl AuditWriter {
         meter: Option<&Meter>,
     ) -> std::io::Result<Self> {
         let out = Output::open(&destination)?;
-        let (queue, events) = mpsc::channel(capacity.max(1));
-        let reopen = Arc::new(Notify::new());
-        tokio::spawn(write_events(events, out, destination, Arc::clone(&reopen)));
+        let (queue, messages) = sync_channel(capacity.max(1));
+        let reopen_pending = Arc::new(AtomicBool::new(false));
+        let pending = Arc::clone(&reopen_pending);
+        std::thread::Builder::new()
+            .name("iam-join-audit".to_owned())
+            .spawn(move || write_events(&messages, out, &destination, &pending))?;
         Ok(Self {
             queue,
-            reopen,
+            reopen_pending,
             replica,
             dropped: Arc::new(AtomicU64::new(0)),
             dropped_metric: meter.map(|m| {
@@ -67,7 +78,9 @@ impl AuditWriter {
 
     /// Reopens the file (after logrotate renamed it); queued events are written first.
     pub fn reopen(&self) {
-        self.reopen.notify_one();
+        if let Err(TrySendError::Full(_)) = self.queue.try_send(Message::Reopen) {
+            self.reopen_pending.store(true, Ordering::Release);
+        }
     }
 
     /// Events dropped so far because the queue was full.
@@ -79,7 +92,11 @@ impl AuditWriter {
 impl AuditSink for AuditWriter {
     fn record(&self, mut event: AuditEvent) {
         event.replica.clone_from(&self.replica);
-        if self.queue.try_send(event).is_err() {
+        if self
+            .queue
+            .try_send(Message::Event(Box::new(event)))
+            .is_err()
+        {
             let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if let Some(m) = &self.dropped_metric {
                 m.add(1, &[]);
@@ -88,7 +105,6 @@ impl AuditSink for AuditWriter {
         }
     }
 }
-
 enum Output {
     File(std::io::BufWriter<std::fs::File>),
     Stdout(std::io::Stdout),
@@ -138,50 +154,47 @@ fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
     options.open(path)
 }
 
-/// The writer task: drains the queue in batches, flushing when it runs dry, and reopens the
-/// file when asked. Writes are blocking but short (buffered, a local file); a failed write is
-/// logged (without the event) and the task goes on.
-async fn write_events(
-    mut events: mpsc::Receiver<AuditEvent>,
+/// The writer thread: writes each event as one line, flushes whenever the queue runs dry, and
+/// reopens the file when asked. A failed write is logged (without the event) and the thread
+/// goes on. Ends when every [`AuditWriter`] is gone.
+fn write_events(
+    messages: &Receiver<Message>,
     mut out: Output,
-    destination: AuditDestination,
-    reopen: Arc<Notify>,
+    destination: &AuditDestination,
+    reopen_pending: &AtomicBool,
 ) {
-    let mut batch = Vec::with_capacity(256);
-    loop {
-        tokio::select! {
-            biased;
-            n = events.recv_many(&mut batch, 256) => {
-                if n == 0 {
-                    let _ = out.flush();
-                    return;
-                }
-                for event in batch.drain(..) {
+    while let Ok(first) = messages.recv() {
+        let mut next = Some(first);
+        while let Some(message) = next {
+            match message {
+                Message::Event(event) => {
                     // An event is plain strings and numbers: it always serializes.
                     let line = serde_json::to_vec(&event).unwrap_or_default();
                     if let Err(e) = out.write_line(&line) {
                         tracing::warn!(error = %e, "audit write failed");
                     }
                 }
-                if events.is_empty()
-                    && let Err(e) = out.flush()
-                {
-                    tracing::warn!(error = %e, "audit flush failed");
-                }
+                Message::Reopen => reopen(&mut out, destination),
             }
-            () = reopen.notified() => {
-                // What is already queued belongs to the old file.
-                while let Ok(event) = events.try_recv() {
-                    let line = serde_json::to_vec(&event).unwrap_or_default();
-                    let _ = out.write_line(&line);
-                }
-                let _ = out.flush();
-                match Output::open(&destination) {
-                    Ok(new) => out = new,
-                    Err(e) => tracing::warn!(error = %e, "audit file reopen failed; keeping the old one"),
-                }
+            if reopen_pending.swap(false, Ordering::AcqRel) {
+                reopen(&mut out, destination);
             }
+            next = messages.try_recv().ok();
         }
+        if let Err(e) = out.flush() {
+            tracing::warn!(error = %e, "audit flush failed");
+        }
+    }
+    let _ = out.flush();
+}
+
+/// Flushes what was written to the old file, then opens the path again (a new file after a
+/// rename); on failure keeps writing to the old one.
+fn reopen(out: &mut Output, destination: &AuditDestination) {
+    let _ = out.flush();
+    match Output::open(destination) {
+        Ok(new) => *out = new,
+        Err(e) => tracing::warn!(error = %e, "audit file reopen failed; keeping the old one"),
     }
 }
 
@@ -200,45 +213,75 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    /// On a current-thread runtime the writer task cannot run while `record` is called in a
-    /// loop: the queue fills, and every event beyond it is dropped and counted, at once.
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_full_queue_drops_and_counts_instead_of_blocking() {
+    /// A reader that never reads: the writer thread blocks on a full pipe, the queue fills, and
+    /// `record` keeps returning at once, dropping and counting.
+    #[cfg(unix)]
+    #[test]
+    fn a_stalled_destination_never_blocks_record_it_drops_and_counts() {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("audit.fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Hold the read end open (without reading) so opening for writing succeeds.
+        let _reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_o_nonblock())
+            .open(&fifo)
+            .unwrap();
+        let writer = AuditWriter::start(AuditDestination::File(fifo), 16, None, None).unwrap();
+        // ~20 000 events of ~150 bytes: far more than the pipe (64 KiB) and the queue hold.
+        for _ in 0..20_000 {
+            writer.record(AuditEvent::challenge_issued());
+        }
+        assert!(writer.dropped() > 10_000, "dropped {}", writer.dropped());
+        writer.reopen(); // never blocks either, even with the queue full
+    }
+
+    /// `O_NONBLOCK` on Linux and the BSDs.
+    #[cfg(unix)]
+    fn libc_o_nonblock() -> i32 {
+        if cfg!(target_os = "linux") {
+            0o4000
+        } else {
+            0x0004
+        }
+    }
+
+    #[test]
+    fn queued_events_reach_the_file_with_the_replica() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
         let writer = AuditWriter::start(
             AuditDestination::File(path.clone()),
-            4,
+            64,
             Some("r1".into()),
             None,
         )
         .unwrap();
-        for _ in 0..100 {
+        for _ in 0..4 {
             writer.record(AuditEvent::challenge_issued());
         }
-        assert_eq!(writer.dropped(), 96);
-        // Once the writer runs, the four queued events reach the file, with the replica.
-        for _ in 0..200 {
-            tokio::task::yield_now().await;
+        for _ in 0..500 {
             let text = std::fs::read_to_string(&path).unwrap();
             if text.lines().count() == 4 {
                 assert!(
                     text.lines().all(|l| l.contains("\"replica\":\"r1\"")),
                     "{text}"
                 );
+                assert_eq!(writer.dropped(), 0);
                 return;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
         panic!("the queued events never reached the file");
     }
 
     #[test]
     fn a_file_that_cannot_be_opened_fails_at_start() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let _guard = rt.enter();
         let err = AuditWriter::start(
             AuditDestination::File("/nonexistent-dir/audit.log".into()),
             8,

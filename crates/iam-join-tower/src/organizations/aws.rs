@@ -167,7 +167,7 @@ impl OrgLookup for AwsOrgLookup {
 
 /// `arn:aws:organizations::<management>:account/o-xxxx/<account>` → `o-xxxx`.
 pub(super) fn organization_of_account_arn(arn: &str) -> Option<String> {
-    let resource = arn.strip_prefix("arn:")?.splitn(6, ':').nth(4)?;
+    let resource = arn.strip_prefix("arn:")?.split(':').nth(4)?;
     let mut parts = resource.split('/');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some("account"), Some(org), Some(_), None) if org.starts_with("o-") => {
