@@ -124,6 +124,47 @@ async fn client_sent_assertion_is_replaced_and_never_reaches_the_upstream() {
     }
 }
 
+/// With a header name outside `x-iam-join-*`, a client's copy is still removed in every
+/// spelling, on public paths too (where the layer verifies nothing and signs nothing), so a
+/// captured assertion cannot be replayed to the upstream.
+#[tokio::test]
+async fn a_custom_assertion_header_is_cleared_in_every_spelling_even_on_public_paths() {
+    let emulator = Emulator::start().await.unwrap();
+    let config = AssertionConfig::new(ISSUER, [UPSTREAM])
+        .unwrap()
+        .with_header("x-goog-iap-jwt-assertion")
+        .unwrap();
+    let signer = Arc::new(AssertionSigner::new(
+        config,
+        KeySet::generate(SigningAlgorithm::Es256).unwrap(),
+    ));
+    let layer = IamJoinLayer::builder()
+        .audience(AUDIENCE)
+        .default_token("iam-token")
+        .policy(seed_policy_with("", "test-policy"))
+        .public_paths(["/public/*"])
+        .sts_override_all(emulator.url())
+        .rate_limits(RateLimits::none())
+        .assertion(signer)
+        .build()
+        .unwrap();
+    let captured = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2ln";
+    for (path, proof) in [("/public/x", None), ("/app", Some(proof(&alice())))] {
+        let req = request(path, proof.as_deref())
+            .header("x-goog-iap-jwt-assertion", captured)
+            .header("X_Goog_Iap_Jwt_Assertion", captured)
+            .header("connection", "x_goog_iap_jwt_assertion")
+            .body(Full::default())
+            .unwrap();
+        let r = send(&layer, req).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.json);
+        let text = r.json.to_string();
+        assert!(!text.contains(captured), "{path}: {text}");
+        let signed = r.json["headers"]["x-goog-iap-jwt-assertion"].as_str();
+        assert_eq!(signed.is_some(), proof.is_some(), "{path}: {text}");
+    }
+}
+
 #[tokio::test]
 async fn a_cache_hit_reuses_the_signed_assertion() {
     let h = harness(true).await;

@@ -146,34 +146,48 @@ fn remove_bearer_proofs(headers: &mut HeaderMap) {
     }
 }
 
-fn is_identity_header_name(name: &str) -> bool {
-    // `_` too: CGI/WSGI/Rack-style upstreams map `x_iam_join_arn` and `x-iam-join-arn` alike.
-    name.len() >= IDENTITY_HEADER_PREFIX.len()
-        && name.as_bytes()[..IDENTITY_HEADER_PREFIX.len()]
+/// Whether `name` starts with `prefix` (lower case, `-`) in any spelling an upstream could read
+/// as it: any case, `_` for `-` (CGI/WSGI/Rack map `x_iam_join_arn` and `x-iam-join-arn` alike).
+fn spelt_as(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len()
+        && name.as_bytes()[..prefix.len()]
             .iter()
-            .zip(IDENTITY_HEADER_PREFIX.as_bytes())
+            .zip(prefix.as_bytes())
             .all(|(a, b)| a.to_ascii_lowercase() == *b || (*a == b'_' && *b == b'-'))
+}
+
+fn is_identity_header_name(name: &str) -> bool {
+    spelt_as(name, IDENTITY_HEADER_PREFIX)
 }
 
 /// Removes every incoming `x-iam-join-*` header (also spelt with `_`), and every mention of one
 /// in `Connection` (a proxy would otherwise drop the verified headers as hop-by-hop): only this
 /// layer may set them.
 pub fn strip_identity_headers(headers: &mut HeaderMap) {
+    strip_matching(headers, is_identity_header_name);
+}
+
+/// Removes the header `name` (a configured assertion header outside `x-iam-join-*`) in every
+/// spelling, and its mentions in `Connection`: a client must not hand the upstream a captured
+/// assertion on a path the layer does not verify.
+pub(crate) fn strip_header_spellings(headers: &mut HeaderMap, name: &HeaderName) {
+    let target = name.as_str();
+    strip_matching(headers, |n| n.len() == target.len() && spelt_as(n, target));
+}
+
+fn strip_matching(headers: &mut HeaderMap, matches: impl Fn(&str) -> bool) {
     let names: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| is_identity_header_name(n.as_str()))
+        .filter(|n| matches(n.as_str()))
         .cloned()
         .collect();
     for n in names {
         headers.remove(n);
     }
     let connection: Vec<String> = connection_tokens(headers).map(str::to_owned).collect();
-    if connection.iter().any(|t| is_identity_header_name(t)) {
+    if connection.iter().any(|t| matches(t)) {
         headers.remove(header::CONNECTION);
-        let kept: Vec<String> = connection
-            .into_iter()
-            .filter(|t| !is_identity_header_name(t))
-            .collect();
+        let kept: Vec<String> = connection.into_iter().filter(|t| !matches(t)).collect();
         if !kept.is_empty()
             && let Ok(v) = HeaderValue::from_str(&kept.join(", "))
         {

@@ -19,7 +19,7 @@ use http_body_util::{Either, Full};
 use iam_join_core::VerifiedIdentity;
 use tower_service::Service;
 
-use self::carrier::{Presented, take_presented};
+use self::carrier::{Presented, strip_header_spellings, take_presented};
 use self::endpoints::{Assertion, answer_before_verifying, answer_verified, set_identity_headers};
 use self::routes::{Endpoint, Route, original_path};
 use self::shared::Shared;
@@ -114,6 +114,9 @@ where
     }
     let client = client_key(&shared, &req);
     let presented = take_presented(req.headers_mut(), shared.default_token.as_deref());
+    if let Some(signer) = &shared.signer {
+        strip_header_spellings(req.headers_mut(), signer.header_name());
+    }
     if route.public {
         return forward(&mut inner, req).await;
     }
