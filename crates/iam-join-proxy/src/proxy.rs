@@ -258,7 +258,7 @@ impl Proxy {
     pub async fn bind(config: Config) -> Result<Self, ProxyError> {
         let policy = load_policy(&config.tokens)?;
         let tokens = policy.len();
-        let metrics = Metrics::new()?;
+        let metrics = Metrics::with_otlp(config.otlp.as_ref())?;
         let audit = match &config.audit {
             Some(a) => Some(
                 AuditWriter::start(

@@ -11,7 +11,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Encoder as _, TextEncoder};
 
-use crate::config::{LogConfig, LogFormat};
+use crate::config::{LogConfig, LogFormat, OtlpSettings};
 use crate::error::ProxyError;
 
 /// A meter provider whose instruments are read by a private Prometheus registry. No global
@@ -35,6 +35,15 @@ impl Metrics {
     ///
     /// The exporter could not be registered.
     pub fn new() -> Result<Self, ProxyError> {
+        Self::with_otlp(None)
+    }
+
+    /// As [`new`](Self::new), and with `otlp` also pushing every metric to a collector.
+    ///
+    /// # Errors
+    ///
+    /// An exporter could not be built.
+    pub fn with_otlp(otlp: Option<&OtlpSettings>) -> Result<Self, ProxyError> {
         let registry = prometheus::Registry::new();
         let exporter = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
@@ -43,14 +52,17 @@ impl Metrics {
             .scope_info_enabled(false)
             .build()
             .map_err(|e| ProxyError::Metrics(e.to_string()))?;
-        let provider = SdkMeterProvider::builder()
+        let mut provider = SdkMeterProvider::builder()
             .with_resource(
                 Resource::builder()
                     .with_service_name("iam-join-proxy")
                     .build(),
             )
-            .with_reader(exporter)
-            .build();
+            .with_reader(exporter);
+        if let Some(o) = otlp {
+            provider = provider.with_reader(otlp_reader(o)?);
+        }
+        let provider = provider.build();
         Ok(Self { registry, provider })
     }
 
@@ -67,6 +79,31 @@ impl Metrics {
         }
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// A reader that pushes every `interval` over OTLP/HTTP (protobuf). The exporter runs on the
+/// reader's own thread, never on the request path.
+fn otlp_reader(
+    o: &OtlpSettings,
+) -> Result<
+    opentelemetry_sdk::metrics::PeriodicReader<opentelemetry_otlp::MetricExporter>,
+    ProxyError,
+> {
+    use opentelemetry_otlp::{Protocol, WithExportConfig as _};
+    let mut exporter = opentelemetry_otlp::MetricExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary);
+    if let Some(url) = o.metrics_url() {
+        exporter = exporter.with_endpoint(url);
+    }
+    let exporter = exporter
+        .build()
+        .map_err(|e| ProxyError::config("otlp", format!("OTLP metrics exporter: {e}")))?;
+    Ok(
+        opentelemetry_sdk::metrics::PeriodicReader::builder(exporter)
+            .with_interval(o.interval)
+            .build(),
+    )
 }
 
 /// Installs the global `tracing` subscriber for the binary: JSON or human lines on stderr,

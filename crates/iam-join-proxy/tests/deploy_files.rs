@@ -186,3 +186,20 @@ fn systemd_and_kubernetes_examples_keep_an_audit_file_where_they_can_write() {
     let image = read("deploy/Containerfile");
     assert!(image.contains(&format!("/out/log {DIR}")), "{image}");
 }
+
+/// The collector example is valid YAML, receives OTLP/HTTP on loopback where the proxy's
+/// example `otlp:` points, and tails the audit file the example config writes.
+#[test]
+fn otel_collector_example_receives_the_proxys_metrics_and_audit_file() {
+    let text = read("deploy/otel-collector/collector.yaml");
+    let doc: serde_norway::Value = serde_norway::from_str(&text).expect("collector YAML");
+    let endpoint = &doc["receivers"]["otlp"]["protocols"]["http"]["endpoint"];
+    assert_eq!(endpoint.as_str(), Some("127.0.0.1:4318"));
+    let include = &doc["receivers"]["filelog/iam-join-audit"]["include"][0];
+    assert_eq!(include.as_str(), Some("/var/log/iam-join-proxy/audit.log"));
+    let config = read("deploy/config.yaml");
+    assert!(
+        config.contains("#   endpoint: http://127.0.0.1:4318"),
+        "deploy/config.yaml otlp example"
+    );
+}

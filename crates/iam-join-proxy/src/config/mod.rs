@@ -75,6 +75,7 @@
 pub mod assertion;
 pub mod audit;
 pub mod organizations;
+pub mod otlp;
 mod raw;
 pub mod redis;
 
@@ -92,6 +93,7 @@ use ipnet::IpNet;
 pub use self::assertion::{AssertionKeys, AssertionSettings};
 pub use self::audit::AuditSettings;
 pub use self::organizations::OrgSettings;
+pub use self::otlp::OtlpSettings;
 use self::raw::{RawConfig, RawDuration, RawRate};
 pub use self::redis::{PasswordSource, RedisSettings, RedisTopology};
 
@@ -204,6 +206,8 @@ pub struct Config {
     pub assertion: Option<AssertionSettings>,
     /// The audit trail, when configured.
     pub audit: Option<AuditSettings>,
+    /// OTLP push of the metrics, when configured.
+    pub otlp: Option<OtlpSettings>,
     /// The Redis backend (shared replay store, rate limits and cache).
     #[cfg(feature = "redis")]
     pub redis: Option<RedisSettings>,
@@ -588,6 +592,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         .assertion
         .map(|a| self::assertion::validate(a, base))
         .transpose()?;
+    let otlp = raw.otlp.map(self::otlp::validate).transpose()?;
     let audit = raw
         .audit
         .map(|a| self::audit::validate(a, base, std::env::var("HOSTNAME").ok()))
@@ -660,6 +665,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         connections,
         assertion,
         audit,
+        otlp,
         #[cfg(feature = "redis")]
         redis,
         #[cfg(feature = "organizations")]

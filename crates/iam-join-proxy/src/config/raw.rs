@@ -12,6 +12,7 @@ use serde::de::{self, Deserializer, Visitor};
 pub(crate) use super::assertion::RawAssertion;
 pub(crate) use super::audit::RawAudit;
 pub(crate) use super::organizations::RawOrganizations;
+pub(crate) use super::otlp::RawOtlp;
 pub(crate) use super::redis::RawRedis;
 
 /// The whole file.
@@ -57,6 +58,8 @@ pub(crate) struct RawConfig {
     pub(crate) assertion: Option<RawAssertion>,
     #[serde(default)]
     pub(crate) audit: Option<RawAudit>,
+    #[serde(default)]
+    pub(crate) otlp: Option<RawOtlp>,
     pub(crate) organizations: Option<RawOrganizations>,
 }
 

@@ -1,0 +1,153 @@
+//! OTLP push of the metrics (`otlp:`): a receiver in the test, decoding what the proxy sends
+//! with the reference protobuf types (opentelemetry-proto), gets the DESIGN §9 instruments with
+//! their data points and the service name, and nothing secret.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use http::StatusCode;
+use iam_join_e2e::{Stack, StackOptions, Who, audience_proof, bearer, eventually, get_json};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use prost::Message as _;
+
+#[derive(Clone, Default)]
+struct Received {
+    bodies: Arc<Mutex<Vec<Bytes>>>,
+}
+
+async fn receive(
+    State(r): State<Received>,
+    body: Bytes,
+) -> (StatusCode, [(&'static str, &'static str); 1]) {
+    r.bodies.lock().unwrap().push(body);
+    (StatusCode::OK, [("content-type", "application/x-protobuf")])
+}
+
+async fn start_receiver() -> (String, Received) {
+    let received = Received::default();
+    let app = Router::new()
+        .route("/v1/metrics", post(receive))
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), received)
+}
+
+/// The value of the counter data point of `name` whose attribute `key` is `value` (0 if none),
+/// in the latest export that has it.
+fn counter(requests: &[ExportMetricsServiceRequest], name: &str, key: &str, value: &str) -> f64 {
+    let mut latest = 0.0;
+    for request in requests {
+        for metric in request
+            .resource_metrics
+            .iter()
+            .flat_map(|r| &r.scope_metrics)
+            .flat_map(|s| &s.metrics)
+            .filter(|m| m.name == name)
+        {
+            if let Some(Data::Sum(sum)) = &metric.data {
+                for point in &sum.data_points {
+                    let matches = point.attributes.iter().any(|a| {
+                        a.key == key
+                            && matches!(a.value.as_ref().and_then(|v| v.value.as_ref()),
+                                Some(AnyValue::StringValue(s)) if s == value)
+                    });
+                    if matches {
+                        latest = match point.value {
+                            Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(i)) => i as f64,
+                            Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsDouble(d)) => d,
+                            None => latest,
+                        };
+                    }
+                }
+            }
+        }
+    }
+    latest
+}
+
+fn decoded(received: &Received) -> Vec<ExportMetricsServiceRequest> {
+    received
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| ExportMetricsServiceRequest::decode(b.as_ref()).expect("OTLP protobuf"))
+        .collect()
+}
+
+#[tokio::test]
+async fn metrics_are_pushed_over_otlp_with_their_data_points_and_no_secret() {
+    let (endpoint, received) = start_receiver().await;
+    let stack = Stack::start_with(StackOptions {
+        extra_config: format!("otlp: {{endpoint: \"{endpoint}\", interval: 200ms}}\n"),
+        ..StackOptions::default()
+    })
+    .await;
+    let proof = audience_proof(Who::NodeRole);
+    let (k, v) = bearer(&proof);
+    for _ in 0..3 {
+        assert_eq!(
+            get_json(&stack.url("/webapi/x"), &[(k, &v)]).await.0,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        get_json(&stack.url("/webapi/x"), &[]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    eventually(
+        "an OTLP export with the three admissions and the denial",
+        || async {
+            let all = decoded(&received);
+            counter(&all, "iam_join_requests_total", "outcome", "admitted") >= 3.0
+                && counter(&all, "iam_join_requests_total", "code", "missing_proof") >= 1.0
+        },
+    )
+    .await;
+    let all = decoded(&received);
+    let names: std::collections::BTreeSet<&str> = all
+        .iter()
+        .flat_map(|r| &r.resource_metrics)
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+        .map(|m| m.name.as_str())
+        .collect();
+    for expected in [
+        "iam_join_requests_total",
+        "iam_join_verify_duration_seconds",
+        "iam_join_sts_requests_total",
+        "iam_join_cache_lookups_total",
+    ] {
+        assert!(names.contains(expected), "{expected} not pushed: {names:?}");
+    }
+    let service = all[0].resource_metrics[0]
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes
+        .iter()
+        .find(|a| a.key == "service.name")
+        .and_then(|a| a.value.as_ref()?.value.clone());
+    assert_eq!(
+        service,
+        Some(AnyValue::StringValue("iam-join-proxy".to_owned()))
+    );
+    // What reached the collector holds no proof and no key.
+    for body in received.bodies.lock().unwrap().iter() {
+        let text = String::from_utf8_lossy(body);
+        assert!(!text.contains(&proof[20..60]));
+        for id in sts_emulator::default_identities() {
+            assert!(!text.contains(&id.secret_access_key));
+        }
+    }
+    // Prometheus stays.
+    assert!(stack.metrics().await.contains("iam_join_requests_total"));
+}
