@@ -1,6 +1,7 @@
-//! OTLP push of the metrics (`otlp:`): a receiver in the test, decoding what the proxy sends
-//! with the reference protobuf types (opentelemetry-proto), gets the DESIGN §9 instruments with
-//! their data points and the service name, and nothing secret.
+//! OTLP push of the metrics (`otlp:`) and of the audit events (`audit: {otlp: true}`): a
+//! receiver in the test, decoding what the proxy sends with the reference protobuf types
+//! (opentelemetry-proto), gets the DESIGN §9 instruments with their data points and the service
+//! name, the audit records with their documented fields, and nothing secret.
 
 use std::sync::{Arc, Mutex};
 
@@ -18,6 +19,7 @@ use prost::Message as _;
 #[derive(Clone, Default)]
 struct Received {
     bodies: Arc<Mutex<Vec<Bytes>>>,
+    logs: Arc<Mutex<Vec<Bytes>>>,
 }
 
 async fn receive(
@@ -28,10 +30,19 @@ async fn receive(
     (StatusCode::OK, [("content-type", "application/x-protobuf")])
 }
 
+async fn receive_logs(
+    State(r): State<Received>,
+    body: Bytes,
+) -> (StatusCode, [(&'static str, &'static str); 1]) {
+    r.logs.lock().unwrap().push(body);
+    (StatusCode::OK, [("content-type", "application/x-protobuf")])
+}
+
 async fn start_receiver() -> (String, Received) {
     let received = Received::default();
     let app = Router::new()
         .route("/v1/metrics", post(receive))
+        .route("/v1/logs", post(receive_logs))
         .with_state(received.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -150,4 +161,82 @@ async fn metrics_are_pushed_over_otlp_with_their_data_points_and_no_secret() {
     }
     // Prometheus stays.
     assert!(stack.metrics().await.contains("iam_join_requests_total"));
+}
+
+/// Every log record the receiver got, as (event name, attributes as strings).
+fn log_records(received: &Received) -> Vec<(String, std::collections::BTreeMap<String, String>)> {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    let mut out = Vec::new();
+    for body in received.logs.lock().unwrap().iter() {
+        let request = ExportLogsServiceRequest::decode(body.as_ref()).expect("OTLP logs protobuf");
+        for record in request
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .flat_map(|s| &s.log_records)
+        {
+            let attributes = record
+                .attributes
+                .iter()
+                .map(|a| {
+                    let value = match a.value.as_ref().and_then(|v| v.value.as_ref()) {
+                        Some(AnyValue::StringValue(s)) => s.clone(),
+                        Some(AnyValue::IntValue(i)) => i.to_string(),
+                        Some(AnyValue::BoolValue(b)) => b.to_string(),
+                        Some(AnyValue::DoubleValue(d)) => d.to_string(),
+                        other => format!("{other:?}"),
+                    };
+                    (a.key.clone(), value)
+                })
+                .collect();
+            out.push((record.event_name.clone(), attributes));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn audit_events_are_also_otlp_log_records_with_their_fields() {
+    let (endpoint, received) = start_receiver().await;
+    let stack = Stack::start_with(StackOptions {
+        extra_config: format!(
+            "otlp: {{endpoint: \"{endpoint}\", interval: 10m}}\n\
+             audit: {{file: audit.log, otlp: true, replica: e2e-1}}\n"
+        ),
+        ..StackOptions::default()
+    })
+    .await;
+    let proof = audience_proof(Who::NodeRole);
+    let (k, v) = bearer(&proof);
+    assert_eq!(
+        get_json(&stack.url("/webapi/x"), &[(k, &v)]).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_json(&stack.url("/webapi/y"), &[]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    eventually("both decisions as OTLP log records", || async {
+        log_records(&received).len() >= 2
+    })
+    .await;
+    let records = log_records(&received);
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let (name, admitted) = &records[0];
+    assert_eq!(name, "instance.join");
+    assert_eq!(admitted["code"], "TJ002I");
+    assert_eq!(admitted["schema"], "iam-join.audit.v1");
+    assert_eq!(admitted["identity.account"], "333333333333");
+    assert_eq!(admitted["token_name"], "iam-token");
+    assert_eq!(admitted["roles"], "Node");
+    assert_eq!(admitted["replica"], "e2e-1");
+    assert_eq!(admitted["path"], "/webapi/x");
+    let (_, denied) = &records[1];
+    assert_eq!(denied["code"], "TJ002E");
+    assert_eq!(denied["error"], "missing_proof");
+    for body in received.logs.lock().unwrap().iter() {
+        let text = String::from_utf8_lossy(body);
+        assert!(!text.contains(&proof[20..60]), "a proof in the OTLP logs");
+    }
 }

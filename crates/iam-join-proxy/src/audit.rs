@@ -15,7 +15,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use iam_join_tower::audit::{AuditEvent, AuditSink};
+use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
 use opentelemetry::metrics::{Counter, Meter};
+use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
+
+use crate::config::OtlpSettings;
 
 /// Where the events go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +45,7 @@ pub struct AuditWriter {
     replica: Option<String>,
     dropped: Arc<AtomicU64>,
     dropped_metric: Option<Counter<u64>>,
+    otlp: Option<OtlpAuditLogs>,
 }
 
 impl AuditWriter {
@@ -73,7 +78,21 @@ impl AuditWriter {
                     .with_description("Audit events dropped because the audit queue was full")
                     .build()
             }),
+            otlp: None,
         })
+    }
+
+    /// Also sends every event as an OTLP log record (event name, time, severity, and the event's
+    /// fields as attributes, `identity.account` and so on) to the collector of `settings`, or of
+    /// the standard `OTEL_EXPORTER_OTLP_*` variables. The SDK's batch processor sends from a
+    /// thread of its own and drops rather than blocks when its queue is full.
+    ///
+    /// # Errors
+    ///
+    /// The exporter cannot be built (a bad endpoint in the environment).
+    pub fn with_otlp_logs(mut self, settings: Option<&OtlpSettings>) -> Result<Self, String> {
+        self.otlp = Some(OtlpAuditLogs::start(settings)?);
+        Ok(self)
     }
 
     /// Reopens the file (after logrotate renamed it); queued events are written first.
@@ -92,6 +111,9 @@ impl AuditWriter {
 impl AuditSink for AuditWriter {
     fn record(&self, mut event: AuditEvent) {
         event.replica.clone_from(&self.replica);
+        if let Some(otlp) = &self.otlp {
+            otlp.emit(&event);
+        }
         if self
             .queue
             .try_send(Message::Event(Box::new(event)))
@@ -195,6 +217,95 @@ fn reopen(out: &mut Output, destination: &AuditDestination) {
     match Output::open(destination) {
         Ok(new) => *out = new,
         Err(e) => tracing::warn!(error = %e, "audit file reopen failed; keeping the old one"),
+    }
+}
+
+/// Audit events as OTLP log records.
+#[derive(Clone)]
+struct OtlpAuditLogs {
+    /// Kept so the batch processor lives as long as the writer.
+    _provider: SdkLoggerProvider,
+    logger: SdkLogger,
+}
+
+impl std::fmt::Debug for OtlpAuditLogs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OtlpAuditLogs")
+    }
+}
+
+impl OtlpAuditLogs {
+    fn start(settings: Option<&OtlpSettings>) -> Result<Self, String> {
+        use opentelemetry_otlp::{Protocol, WithExportConfig as _};
+        let mut exporter = opentelemetry_otlp::LogExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary);
+        if let Some(url) = settings.and_then(|s| s.signal_url("logs")) {
+            exporter = exporter.with_endpoint(url);
+        }
+        let exporter = exporter.build().map_err(|e| e.to_string())?;
+        let provider = SdkLoggerProvider::builder()
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name("iam-join-proxy")
+                    .build(),
+            )
+            .with_batch_exporter(exporter)
+            .build();
+        let logger = provider.logger("iam-join-audit");
+        Ok(Self {
+            _provider: provider,
+            logger,
+        })
+    }
+
+    fn emit(&self, event: &AuditEvent) {
+        let mut record = self.logger.create_log_record();
+        record.set_event_name(event.event);
+        record.set_timestamp(event.time.into());
+        record.set_severity_number(if event.success {
+            Severity::Info
+        } else {
+            Severity::Warn
+        });
+        record.set_body(AnyValue::from(event.event));
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(event) {
+            add_attributes(&mut record, "", &fields);
+        }
+        self.logger.emit(record);
+    }
+}
+
+/// The event's JSON fields as attributes; nested objects as `parent.child`, lists joined by `,`.
+fn add_attributes(
+    record: &mut opentelemetry_sdk::logs::SdkLogRecord,
+    prefix: &str,
+    fields: &serde_json::Map<String, serde_json::Value>,
+) {
+    use serde_json::Value;
+    for (name, value) in fields {
+        let key = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        match value {
+            Value::String(s) => record.add_attribute(key, s.clone()),
+            Value::Bool(b) => record.add_attribute(key, *b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => record.add_attribute(key, i),
+                None => record.add_attribute(key, n.as_f64().unwrap_or_default()),
+            },
+            Value::Array(items) => {
+                let joined: Vec<String> = items
+                    .iter()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                    .collect();
+                record.add_attribute(key, joined.join(","));
+            }
+            Value::Object(inner) => add_attributes(record, &key, inner),
+            Value::Null => {}
+        }
     }
 }
 

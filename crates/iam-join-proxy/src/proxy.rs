@@ -269,6 +269,14 @@ impl Proxy {
                 )
                 .map_err(|e| {
                     ProxyError::config("audit.file", format!("cannot open for appending: {e}"))
+                })
+                .and_then(|w| {
+                    if a.otlp {
+                        w.with_otlp_logs(config.otlp.as_ref())
+                            .map_err(|e| ProxyError::config("audit.otlp", e))
+                    } else {
+                        Ok(w)
+                    }
                 })?,
             ),
             None => None,

@@ -6,6 +6,7 @@
 //!   file: /var/log/iam-join-proxy/audit.log   # or: stdout: true (diagnostic logs stay on stderr)
 //!   queue: 8192                               # events waiting for the disk; beyond: dropped, counted
 //!   replica: proxy-0                          # default: $HOSTNAME (the pod name on Kubernetes)
+//!   otlp: true                                # also as OTLP log records (see `otlp:`)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,8 @@ pub(crate) struct RawAudit {
     queue: Option<usize>,
     #[serde(default)]
     replica: Option<String>,
+    #[serde(default)]
+    otlp: bool,
 }
 
 /// The validated `audit:` section.
@@ -41,6 +44,8 @@ pub struct AuditSettings {
     pub queue: usize,
     /// The replica name every event carries.
     pub replica: Option<String>,
+    /// Also send the events as OTLP log records (to the `otlp:` section's collector).
+    pub otlp: bool,
 }
 
 /// Checks `audit:`; `hostname` is the default replica name.
@@ -82,5 +87,6 @@ pub(crate) fn validate(
         destination,
         queue,
         replica,
+        otlp: raw.otlp,
     })
 }

@@ -2,7 +2,7 @@
 //! the Prometheus `/metrics` page, which stays.
 //!
 //! ```yaml
-//! otlp:
+//! otlp:                               # with `audit: {otlp: true}` also the audit events
 //!   endpoint: http://127.0.0.1:4318   # default: $OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, then
 //!                                     # $OTEL_EXPORTER_OTLP_ENDPOINT, then http://localhost:4318
 //!   interval: 30s                     # how often the metrics are pushed (1s..10m)
@@ -42,9 +42,14 @@ pub struct OtlpSettings {
 impl OtlpSettings {
     /// The metrics URL to push to, when the config names the collector.
     pub fn metrics_url(&self) -> Option<String> {
+        self.signal_url("metrics")
+    }
+
+    /// `{endpoint}/v1/{signal}` (`metrics`, `logs`), when the config names the collector.
+    pub fn signal_url(&self, signal: &str) -> Option<String> {
         self.endpoint
             .as_deref()
-            .map(|e| format!("{}/v1/metrics", e.trim_end_matches('/')))
+            .map(|e| format!("{}/v1/{signal}", e.trim_end_matches('/')))
     }
 }
 
