@@ -22,26 +22,15 @@ done
 [ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 20 ] && [ "$PHASE_SECONDS" -ge 1 ] && [ "$PHASE_SECONDS" -le 60 ] \
   || { echo "nginx.sh: ROUNDS must be 1..20 and PHASE_SECONDS 1..60" >&2; exit 1; }
 
-cargo build --release -q -p iam-join-benches --bin load
-out=$(mktemp -d)
-serve_for=$(( (ROUNDS + 1) * 4 * (PHASE_SECONDS + 1) + 30 ))
-./target/release/load --serve "$serve_for" >"$out/serve.txt" 2>&1 &
-server=$!
+. benches/wrk_common.sh
 cleanup() {
-  [ -f "$out/nginx.pid" ] && kill "$(cat "$out/nginx.pid")" 2>/dev/null || true
-  kill "$server" 2>/dev/null || true
-  rm -rf "$out"
+  [ -f "${SERVE_OUT:-}/nginx.pid" ] && kill "$(cat "$SERVE_OUT/nginx.pid")" 2>/dev/null || true
+  kill "${SERVER:-}" 2>/dev/null || true
+  rm -rf "${SERVE_OUT:-}"
 }
 trap cleanup EXIT
-for _ in $(seq 1 300); do
-  grep -q '^SERVING_SECONDS=' "$out/serve.txt" && break
-  kill -0 "$server" 2>/dev/null || { cat "$out/serve.txt" >&2; exit 1; }
-  sleep 0.1
-done
-PROXY=$(sed -n 's/^PROXY=//p' "$out/serve.txt")
-UPSTREAM=$(sed -n 's/^UPSTREAM=//p' "$out/serve.txt")
-PROOF=$(sed -n 's/^PROOF=//p' "$out/serve.txt")
-[ -n "$PROXY" ] && [ -n "$UPSTREAM" ] && [ -n "$PROOF" ] || { cat "$out/serve.txt" >&2; exit 1; }
+serve_stack $(( (ROUNDS + 1) * 4 * (PHASE_SECONDS + 1) + 30 ))
+out=$SERVE_OUT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PLAIN_PORT=$(free_port)
@@ -60,19 +49,8 @@ url() {
     verify) echo "http://127.0.0.1:$AUTH_PORT/app" ;;
   esac
 }
-measure() {
-  wrk -t"$THREADS" -c"$CONNS" -d"$2s" --latency -H "Authorization: Bearer $PROOF" "$(url "$1")" |
-    awk '
-      function us(v) {
-        if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000;
-        if (v ~ /s$/) return v * 1000000; return v
-      }
-      /^ +50%/ { p50 = us($2) } /^ +99%/ { p99 = us($2) }
-      /Requests\/sec:/ { rps = $2 } /Non-2xx/ { bad = $5 }
-      END { printf "%.0f %.0f %.0f %d\n", rps, p50, p99, bad + 0 }'
-}
+measure() { wrk_measure "$(url "$1")" "$2"; }
 
-grep -E '^(# |machine:)' "$out/serve.txt"
 echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), 2 workers; wrk: $THREADS thread(s), $CONNS connections, $PHASE_SECONDS s per phase, $ROUNDS rounds (plus a 1 s warm-up each)"
 modes=(on off nginx verify)
 for mode in "${modes[@]}"; do
@@ -93,9 +71,5 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 echo "per-round throughput ratios (on/nginx, off/nginx, nginx+verify/nginx):"
 printf '  %s\n' "${ratios[@]}"
-printf '%s\n' "${ratios[@]}" | awk '{ a[NR] = $1; b[NR] = $2; c[NR] = $3 }
-  function med(x, n,   i, j, t) {
-    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
-    return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
-  }
-  END { printf "median throughput: on/nginx %.3fx, off/nginx %.3fx, nginx+verify/nginx %.3fx\n", med(a, NR), med(b, NR), med(c, NR) }'
+read -r a b c < <(printf '%s\n' "${ratios[@]}" | medians)
+printf 'median throughput: on/nginx %.3fx, off/nginx %.3fx, nginx+verify/nginx %.3fx\n' "$a" "$b" "$c"

@@ -20,35 +20,11 @@ command -v wrk >/dev/null || { echo "wrk.sh: wrk not found (apt-get install wrk)
 [ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 20 ] && [ "$PHASE_SECONDS" -ge 1 ] && [ "$PHASE_SECONDS" -le 60 ] \
   || { echo "wrk.sh: ROUNDS must be 1..20 and PHASE_SECONDS 1..60" >&2; exit 1; }
 
-cargo build --release -q -p iam-join-benches --bin load
-out=$(mktemp -d)
-serve_for=$(( (ROUNDS + 1) * 2 * (PHASE_SECONDS + 1) + 30 ))
-./target/release/load --serve "$serve_for" >"$out/serve.txt" 2>&1 &
-server=$!
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$out"' EXIT
-for _ in $(seq 1 300); do
-  grep -q '^SERVING_SECONDS=' "$out/serve.txt" && break
-  kill -0 "$server" 2>/dev/null || { cat "$out/serve.txt" >&2; exit 1; }
-  sleep 0.1
-done
-PROXY=$(sed -n 's/^PROXY=//p' "$out/serve.txt")
-PROOF=$(sed -n 's/^PROOF=//p' "$out/serve.txt")
-[ -n "$PROXY" ] && [ -n "$PROOF" ] || { cat "$out/serve.txt" >&2; exit 1; }
+. benches/wrk_common.sh
+trap 'kill "${SERVER:-}" 2>/dev/null || true; rm -rf "${SERVE_OUT:-}"' EXIT
+serve_stack $(( (ROUNDS + 1) * 2 * (PHASE_SECONDS + 1) + 30 ))
+measure() { wrk_measure "http://$PROXY$1" "$2"; }
 
-# Prints "<requests/s> <p50 µs> <p99 µs> <non-2xx>" for one wrk run against PATH.
-measure() {
-  wrk -t"$THREADS" -c"$CONNS" -d"$2s" --latency -H "Authorization: Bearer $PROOF" "http://$PROXY$1" |
-    awk '
-      function us(v) {
-        if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000;
-        if (v ~ /s$/) return v * 1000000; return v
-      }
-      /^ +50%/ { p50 = us($2) } /^ +99%/ { p99 = us($2) }
-      /Requests\/sec:/ { rps = $2 } /Non-2xx/ { bad = $5 }
-      END { printf "%.0f %.0f %.0f %d\n", rps, p50, p99, bad + 0 }'
-}
-
-grep -E '^(# |machine:)' "$out/serve.txt"
 echo "wrk: $THREADS thread(s), $CONNS connections, $PHASE_SECONDS s per phase, $ROUNDS rounds (plus a 1 s warm-up)"
 measure /app 1 >/dev/null
 measure /public/app 1 >/dev/null
@@ -66,9 +42,5 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 echo "per-round on/off (throughput, p50, p99):"
 printf '  %s\n' "${ratios[@]}"
-printf '%s\n' "${ratios[@]}" | awk '{ t[NR] = $1; p[NR] = $2; q[NR] = $3 }
-  function med(a, n,   i, j, x) {
-    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { x = a[i]; a[i] = a[j]; a[j] = x }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-  }
-  END { printf "median on/off: throughput %.3fx, p50 latency %.2fx, p99 latency %.2fx\n", med(t, NR), med(p, NR), med(q, NR) }'
+read -r t p q < <(printf '%s\n' "${ratios[@]}" | medians)
+printf 'median on/off: throughput %.3fx, p50 latency %.2fx, p99 latency %.2fx\n' "$t" "$p" "$q"

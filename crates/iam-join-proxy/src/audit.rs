@@ -9,7 +9,7 @@
 //! a new file. Events queued before the reopen end up in the renamed file; none is lost.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -19,16 +19,8 @@ use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider 
 use opentelemetry::metrics::{Counter, Meter};
 use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
 
+pub use crate::config::AuditDestination;
 use crate::config::OtlpSettings;
-
-/// Where the events go.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AuditDestination {
-    /// Appended to this file (created if missing, mode 0600 on unix).
-    File(PathBuf),
-    /// One line per event on stdout (diagnostic logs go to stderr).
-    Stdout,
-}
 
 /// What the writer thread is asked to do.
 enum Message {

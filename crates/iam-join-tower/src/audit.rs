@@ -15,7 +15,6 @@ use std::net::IpAddr;
 
 use iam_join_core::{ErrorCode, VerifiedIdentity};
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
 /// The schema id every event carries.
@@ -112,10 +111,10 @@ pub struct AuditRequest {
 /// The longest path an event keeps (a hostile client may send a huge one).
 const MAX_PATH_CHARS: usize = 512;
 
-/// The short, non-reversible fingerprint of a proof.
-pub fn proof_fingerprint(proof: &str) -> String {
-    let digest = Sha256::digest(proof.as_bytes());
-    hex::encode(&digest[..8])
+/// The short, non-reversible fingerprint of a proof, from the SHA-256 of its bytes that the
+/// verifier already took (the fast-path key): the first 8 bytes, hex.
+pub fn proof_fingerprint(proof_sha256: &[u8; 32]) -> String {
+    hex::encode(&proof_sha256[..8])
 }
 
 impl AuditEvent {
@@ -216,14 +215,13 @@ impl AuditEvent {
         }
     }
 
-    /// Adds what the request said, who sent it and the proof's fingerprint.
-    pub fn with_request(mut self, request: Option<&AuditRequest>, proof: Option<&str>) -> Self {
+    /// Adds what the request said and who sent it.
+    pub fn with_request(mut self, request: Option<&AuditRequest>) -> Self {
         if let Some(r) = request {
             self.http_method = Some(r.method.clone());
             self.path = Some(r.path.chars().take(MAX_PATH_CHARS).collect());
             self.client = r.client.map(|c| c.to_string());
         }
-        self.proof_fingerprint = proof.filter(|p| !p.is_empty()).map(proof_fingerprint);
         self
     }
 }

@@ -14,7 +14,7 @@ use moka::future::Cache;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::audit::{AuditEvent, AuditRequest, AuditSink};
+use crate::audit::{AuditEvent, AuditRequest, AuditSink, proof_fingerprint};
 use crate::cache::{CachedOutcome, CheckedToken, SharedCache, SharedOutcome};
 use crate::error::Denial;
 use crate::log_summary::{self, LogSummary};
@@ -84,6 +84,8 @@ pub struct VerifyRequest<'a> {
 #[derive(Default)]
 struct DecisionTrace {
     binding: Option<BindingKind>,
+    /// The SHA-256 of the proof's bytes (taken once, for the fast path; the audit fingerprint).
+    proof_sha256: Option<[u8; 32]>,
     /// `cache` (a cached STS answer), `coalesced` (another request's STS call) or `sts`.
     source: Option<&'static str>,
 }
@@ -138,7 +140,8 @@ impl Verifier {
             sink.record(AuditEvent {
                 source: trace.source,
                 latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-                ..event.with_request(req.audit, Some(req.proof))
+                proof_fingerprint: trace.proof_sha256.as_ref().map(proof_fingerprint),
+                ..event.with_request(req.audit)
             });
         }
         match &result {
@@ -169,12 +172,10 @@ impl Verifier {
     /// [`deny_early`](Self::deny_early), with the request for the audit event.
     pub fn deny_early_audited(&self, denial: Denial, request: Option<&AuditRequest>) -> Denial {
         self.record_denial(&denial, "none", None, request.and_then(|r| r.client));
-        if let Some(sink) = &self.audit {
-            sink.record(
-                AuditEvent::denied(denial.code(), denial.error.message(), None, "none")
-                    .with_request(request, None),
-            );
-        }
+        self.audit(|| {
+            AuditEvent::denied(denial.code(), denial.error.message(), None, "none")
+                .with_request(request)
+        });
         denial
     }
 
@@ -192,9 +193,7 @@ impl Verifier {
 
     /// Records a challenge handed out.
     pub fn audit_challenge_issued(&self, request: Option<&AuditRequest>) {
-        if let Some(sink) = &self.audit {
-            sink.record(AuditEvent::challenge_issued().with_request(request, None));
-        }
+        self.audit(|| AuditEvent::challenge_issued().with_request(request));
     }
 
     fn record_denial(
@@ -234,6 +233,7 @@ impl Verifier {
         // token's bytes and this verifier's fixed rules, except for expiry, so a token that
         // passed them before needs only its expiry checked again.
         let token_digest: [u8; 32] = Sha256::digest(req.proof.as_bytes()).into();
+        trace.proof_sha256 = Some(token_digest);
         if !req.require_challenge
             && let Some(fast) = self.checked_tokens.get(&token_digest)
             && now <= fast.expires_at

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::{ConfigError, invalid, resolve};
-use crate::audit::AuditDestination;
 
 const DEFAULT_QUEUE: usize = 8192;
 const MAX_QUEUE: usize = 1 << 20;
@@ -33,6 +32,15 @@ pub(crate) struct RawAudit {
     replica: Option<String>,
     #[serde(default)]
     otlp: bool,
+}
+
+/// Where the events go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuditDestination {
+    /// Appended to this file (created if missing, mode 0600 on unix).
+    File(PathBuf),
+    /// One line per event on stdout (diagnostic logs go to stderr).
+    Stdout,
 }
 
 /// The validated `audit:` section.

@@ -91,7 +91,7 @@ use iam_join_tower::{Rate, RateLimits};
 use ipnet::IpNet;
 
 pub use self::assertion::{AssertionKeys, AssertionSettings};
-pub use self::audit::AuditSettings;
+pub use self::audit::{AuditDestination, AuditSettings};
 pub use self::organizations::OrgSettings;
 pub use self::otlp::OtlpSettings;
 use self::raw::{RawConfig, RawDuration, RawRate};
