@@ -228,20 +228,14 @@ impl std::fmt::Debug for OtlpAuditLogs {
 
 impl OtlpAuditLogs {
     fn start(settings: Option<&OtlpSettings>) -> Result<Self, String> {
-        use opentelemetry_otlp::{Protocol, WithExportConfig as _};
-        let mut exporter = opentelemetry_otlp::LogExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary);
-        if let Some(url) = settings.and_then(|s| s.signal_url("logs")) {
-            exporter = exporter.with_endpoint(url);
-        }
-        let exporter = exporter.build().map_err(|e| e.to_string())?;
+        let exporter = crate::telemetry::to_collector(
+            opentelemetry_otlp::LogExporter::builder().with_http(),
+            settings.and_then(|s| s.signal_url("logs")),
+        )
+        .build()
+        .map_err(|e| e.to_string())?;
         let provider = SdkLoggerProvider::builder()
-            .with_resource(
-                opentelemetry_sdk::Resource::builder()
-                    .with_service_name("iam-join-proxy")
-                    .build(),
-            )
+            .with_resource(crate::telemetry::resource())
             .with_batch_exporter(exporter)
             .build();
         let logger = provider.logger("iam-join-audit");

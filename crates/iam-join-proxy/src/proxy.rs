@@ -32,7 +32,7 @@ use crate::conn::{AcceptBackoff, Activity, ConnectionBudget, ConnectionTimeouts,
 use crate::error::ProxyError;
 use crate::forward::{ConnectionInfo, Forwarder, ProxyBody, TunnelControl};
 use crate::reload::{PolicyReloader, PolicyWatcher};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, Traces};
 use crate::tls;
 use iam_join_assertion::AssertionSigner;
 
@@ -281,8 +281,18 @@ impl Proxy {
             ),
             None => None,
         };
-        let (layer, redis_reachable) =
-            Self::build_layer(&config, policy, metrics.meter(), audit.clone()).await?;
+        let traces = match config.otlp.as_ref().and_then(|o| Some((o, o.traces?))) {
+            Some((o, t)) => Some(Traces::start(o, t)?),
+            None => None,
+        };
+        let (layer, redis_reachable) = Self::build_layer(
+            &config,
+            policy,
+            metrics.meter(),
+            audit.clone(),
+            traces.as_ref(),
+        )
+        .await?;
         let tls = match &config.tls {
             Some(t) => Some(TlsAcceptor::from(Arc::new(tls::server_config(
                 &t.cert, &t.key,
@@ -358,10 +368,14 @@ impl Proxy {
         policy: TokenPolicy,
         meter: Meter,
         audit: Option<AuditWriter>,
+        traces: Option<&Traces>,
     ) -> Result<(IamJoinLayer, Option<Arc<AtomicBool>>), ProxyError> {
         let mut builder = layer_builder(config, policy)?.meter(meter);
         if let Some(a) = audit {
             builder = builder.audit(Arc::new(a));
+        }
+        if let Some(t) = traces {
+            builder = builder.tracer(t.tracer());
         }
         #[allow(unused_mut)]
         let mut redis_reachable = None;

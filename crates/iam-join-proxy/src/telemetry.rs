@@ -1,4 +1,5 @@
-//! Metrics (OpenTelemetry, exported as Prometheus text) and logs (tracing-subscriber).
+//! Metrics (OpenTelemetry, exported as Prometheus text and optionally OTLP), spans (OTLP, when
+//! `otlp.traces` is set) and logs (tracing-subscriber).
 //!
 //! The exporter is configured so the Prometheus names are exactly DESIGN §9's: the layer's
 //! instruments already carry `_total` and `_seconds`, so the exporter's own counter and unit
@@ -7,11 +8,13 @@
 use std::io::IsTerminal as _;
 
 use opentelemetry::metrics::{Meter, MeterProvider as _};
+use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 use prometheus::{Encoder as _, TextEncoder};
 
-use crate::config::{LogConfig, LogFormat, OtlpSettings};
+use crate::config::{LogConfig, LogFormat, OtlpSettings, TraceSettings};
 use crate::error::ProxyError;
 
 /// A meter provider whose instruments are read by a private Prometheus registry. No global
@@ -53,11 +56,7 @@ impl Metrics {
             .build()
             .map_err(|e| ProxyError::Metrics(e.to_string()))?;
         let mut provider = SdkMeterProvider::builder()
-            .with_resource(
-                Resource::builder()
-                    .with_service_name("iam-join-proxy")
-                    .build(),
-            )
+            .with_resource(resource())
             .with_reader(exporter);
         if let Some(o) = otlp {
             provider = provider.with_reader(otlp_reader(o)?);
@@ -89,21 +88,82 @@ fn otlp_reader(
     opentelemetry_sdk::metrics::PeriodicReader<opentelemetry_otlp::MetricExporter>,
     ProxyError,
 > {
-    use opentelemetry_otlp::{Protocol, WithExportConfig as _};
-    let mut exporter = opentelemetry_otlp::MetricExporter::builder()
-        .with_http()
-        .with_protocol(Protocol::HttpBinary);
-    if let Some(url) = o.metrics_url() {
-        exporter = exporter.with_endpoint(url);
-    }
-    let exporter = exporter
-        .build()
+    let exporter = to_collector(
+        opentelemetry_otlp::MetricExporter::builder().with_http(),
+        o.signal_url("metrics"),
+    )
+    .build()
         .map_err(|e| ProxyError::config("otlp", format!("OTLP metrics exporter: {e}")))?;
     Ok(
         opentelemetry_sdk::metrics::PeriodicReader::builder(exporter)
             .with_interval(o.interval)
             .build(),
     )
+}
+
+/// Who sends: the resource of every metric, span and log record.
+pub(crate) fn resource() -> Resource {
+    Resource::builder()
+        .with_service_name("iam-join-proxy")
+        .build()
+}
+
+/// An OTLP exporter builder set to HTTP/protobuf and to `url` when the config names the
+/// collector (else the standard `OTEL_EXPORTER_OTLP_*` variables decide).
+pub(crate) fn to_collector<B: opentelemetry_otlp::WithExportConfig>(
+    builder: B,
+    url: Option<String>,
+) -> B {
+    let builder = builder.with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
+    match url {
+        Some(url) => builder.with_endpoint(url),
+        None => builder,
+    }
+}
+
+/// Spans of every request, pushed over OTLP/HTTP by a batch processor on its own thread (a
+/// slow collector fills its bounded queue and spans are dropped, never a request held).
+/// Dropping the last clone flushes and shuts the exporter down.
+#[derive(Clone)]
+pub struct Traces {
+    provider: SdkTracerProvider,
+}
+
+impl std::fmt::Debug for Traces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Traces")
+    }
+}
+
+impl Traces {
+    /// A provider exporting to the `otlp:` collector, sampling new traces at `settings`'s
+    /// ratio and following a trusted caller's sampled flag.
+    ///
+    /// # Errors
+    ///
+    /// The exporter could not be built.
+    pub fn start(otlp: &OtlpSettings, settings: TraceSettings) -> Result<Self, ProxyError> {
+        let exporter = to_collector(
+            opentelemetry_otlp::SpanExporter::builder().with_http(),
+            otlp.signal_url("traces"),
+        )
+        .build()
+        .map_err(|e| ProxyError::config("otlp.traces", format!("OTLP span exporter: {e}")))?;
+        let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            settings.sample_ratio(),
+        )));
+        let provider = SdkTracerProvider::builder()
+            .with_resource(resource())
+            .with_sampler(sampler)
+            .with_batch_exporter(exporter)
+            .build();
+        Ok(Self { provider })
+    }
+
+    /// The tracer to hand to the layer.
+    pub fn tracer(&self) -> SdkTracer {
+        self.provider.tracer("iam-join")
+    }
 }
 
 /// Installs the global `tracing` subscriber for the binary: JSON or human lines on stderr,

@@ -23,6 +23,7 @@ use crate::replay::{MemoryReplayStore, ReplayStore};
 use crate::service::IamJoinService;
 use crate::service::routes::{PathPattern, Routes};
 use crate::service::shared::Shared;
+use crate::spans::Tracing;
 use crate::sts::{HyperStsClient, StsClient, StsClientConfig};
 use crate::verifier::Verifier;
 
@@ -142,6 +143,7 @@ pub struct IamJoinLayerBuilder {
     meter: Option<Meter>,
     organizations: Option<Arc<dyn OrgLookup>>,
     audit: Option<Arc<dyn AuditSink>>,
+    tracing: Option<Arc<Tracing>>,
 }
 
 impl IamJoinLayerBuilder {
@@ -341,6 +343,21 @@ impl IamJoinLayerBuilder {
         self
     }
 
+    /// Record OpenTelemetry spans with this tracer: a server span per request, with children
+    /// for the verification, the cache, the STS call and the inner service; a trusted proxy's
+    /// W3C `traceparent` is the parent, and the inner service gets the trace's `traceparent`
+    /// (never STS). Off (no span, no cost) unless set. See DESIGN §9 and the README.
+    pub fn tracer<T>(mut self, tracer: T) -> Self
+    where
+        T: opentelemetry::trace::Tracer + Send + Sync + 'static,
+        T::Span: Send + Sync + 'static,
+    {
+        self.tracing = Some(Arc::new(Tracing::new(
+            opentelemetry::global::BoxedTracer::new(Box::new(tracer)),
+        )));
+        self
+    }
+
     /// Record metrics on this meter (no exporter is installed).
     pub fn meter(mut self, meter: Meter) -> Self {
         self.meter = Some(meter);
@@ -443,6 +460,7 @@ impl IamJoinLayerBuilder {
             metrics,
             organizations: self.organizations,
             audit: self.audit,
+            tracing: self.tracing.clone(),
         };
         Ok(IamJoinLayer {
             shared: Arc::new(Shared {
@@ -452,6 +470,7 @@ impl IamJoinLayerBuilder {
                 trusted_proxies: self.trusted_proxies,
                 identity_headers: self.identity_headers,
                 signer: self.signer,
+                tracing: self.tracing,
             }),
         })
     }

@@ -54,6 +54,7 @@ pub mod ratelimit;
 pub mod redis;
 mod replay;
 mod service;
+mod spans;
 pub mod sts;
 pub mod verifier;
 

@@ -11,6 +11,8 @@ use iam_join_core::{
     VerifiedIdentity, VerifyError, check_proof, parse_sts_response,
 };
 use moka::future::Cache;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
@@ -26,6 +28,7 @@ use crate::ratelimit::{
     RecentVerdicts,
 };
 use crate::replay::ReplayStore;
+use crate::spans::{self, Tracing};
 use crate::sts::StsClient;
 
 static LAST_FAIL_OPEN_WARNING: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
@@ -54,6 +57,8 @@ pub struct Verifier {
     pub(crate) organizations: Option<Arc<dyn OrgLookup>>,
     /// Where audit events go (one per decision), if anywhere.
     pub(crate) audit: Option<Arc<dyn AuditSink>>,
+    /// Spans of the pipeline's steps, when a tracer is set.
+    pub(crate) tracing: Option<Arc<Tracing>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -126,8 +131,10 @@ impl Verifier {
     pub async fn verify(&self, req: VerifyRequest<'_>) -> Result<VerifiedIdentity, Denial> {
         let start = Instant::now();
         let mut trace = DecisionTrace::default();
-        let result = self.verify_inner(req, &mut trace).await;
+        let span = spans::child(self.tracing.as_deref(), "iam_join.verify", SpanKind::Internal);
+        let result = span.run(self.verify_inner(req, &mut trace)).await;
         let binding = trace.binding.map_or("none", BindingKind::as_str);
+        span_decision(&span, &result, binding, trace.source);
         let elapsed = start.elapsed();
         if let Some(m) = &self.metrics {
             m.verify_duration(elapsed.as_secs_f64());
@@ -234,6 +241,7 @@ impl Verifier {
         // passed them before needs only its expiry checked again.
         let token_digest: [u8; 32] = Sha256::digest(req.proof.as_bytes()).into();
         trace.proof_sha256 = Some(token_digest);
+        let lookup_started = spans::now_if(self.tracing.as_deref());
         if !req.require_challenge
             && let Some(fast) = self.checked_tokens.get(&token_digest)
             && now <= fast.expires_at
@@ -243,6 +251,8 @@ impl Verifier {
             trace.binding = Some(BindingKind::Audience);
             trace.source = Some("cache");
             self.cache_metric("hit");
+            spans::child_since(self.tracing.as_deref(), "iam_join.cache", lookup_started)
+                .set(|| vec![KeyValue::new("iam_join.cache.result", "hit")]);
             return self
                 .admit(
                     req.token,
@@ -284,7 +294,19 @@ impl Verifier {
                 self.spend_sts_budget(&checked, req.client).await?;
                 let ttl = Duration::try_from(claims.expires_at() - now).unwrap_or(Duration::ZERO)
                     + Duration::from_secs(60);
-                match self.replay.redeem(&claims.replay_id(), ttl).await {
+                let redeem = spans::child(
+                    self.tracing.as_deref(),
+                    "iam_join.challenge.redeem",
+                    SpanKind::Internal,
+                );
+                let redeemed = redeem.run(self.replay.redeem(&claims.replay_id(), ttl)).await;
+                redeem.set(|| vec![KeyValue::new("iam_join.challenge.result", match &redeemed {
+                    Ok(true) => "redeemed",
+                    Ok(false) => "reused",
+                    Err(_) => "store_unavailable",
+                })]);
+                drop(redeem);
+                match redeemed {
                     Ok(true) => self.challenge_metric("redeemed"),
                     Ok(false) => {
                         self.challenge_metric("reused");
@@ -408,12 +430,22 @@ impl Verifier {
         if !policy.needs_org_lookup(token_name, subject, now) {
             return Ok(None);
         }
-        let answer = orgs.lookup(subject.account).await;
+        let span = spans::child(
+            self.tracing.as_deref(),
+            "aws.organizations.lookup",
+            SpanKind::Client,
+        );
+        let answer = span.run(orgs.lookup(subject.account)).await;
         let result = match &answer {
             Ok(Some(_)) => "member",
             Ok(None) => "not_member",
             Err(_) => "unavailable",
         };
+        span.set(|| vec![KeyValue::new("iam_join.organizations.result", result)]);
+        if answer.is_err() {
+            span.fail("organizations_unavailable");
+        }
+        drop(span);
         if let Some(m) = &self.metrics {
             m.org_lookup(result);
         }
@@ -516,8 +548,40 @@ impl Verifier {
         client: Option<IpAddr>,
         source: &mut Option<&'static str>,
     ) -> Result<Arc<CallerIdentity>, Denial> {
+        let span = spans::child(self.tracing.as_deref(), "iam_join.cache", SpanKind::Internal);
+        let outcome = span
+            .run(self.cached_outcome(checked, client_key, client, source))
+            .await;
+        span.set(|| {
+            vec![KeyValue::new(
+                "iam_join.cache.result",
+                match *source {
+                    Some("cache") => "hit",
+                    Some("coalesced") => "coalesced",
+                    _ => "miss",
+                },
+            )]
+        });
+        match outcome? {
+            CachedOutcome::Identity { identity, .. } => Ok(identity),
+            CachedOutcome::Rejected { code, .. } => {
+                Err(sts_failure_denial(&StsFailure::Rejected {
+                    code: code.to_string(),
+                }))
+            }
+        }
+    }
+
+    /// The STS answer for `checked`: cached, or fetched once for all concurrent askers.
+    async fn cached_outcome(
+        &self,
+        checked: &SignedStsRequest,
+        client_key: &str,
+        client: Option<IpAddr>,
+        source: &mut Option<&'static str>,
+    ) -> Result<CachedOutcome, Denial> {
         let key = checked.cache_key();
-        let outcome = match self.cache.get(&key).await {
+        Ok(match self.cache.get(&key).await {
             Some(hit) => {
                 *source = Some("cache");
                 self.cache_metric("hit");
@@ -556,15 +620,7 @@ impl Verifier {
                     }
                 }
             }
-        };
-        match outcome {
-            CachedOutcome::Identity { identity, .. } => Ok(identity),
-            CachedOutcome::Rejected { code, .. } => {
-                Err(sts_failure_denial(&StsFailure::Rejected {
-                    code: code.to_string(),
-                }))
-            }
-        }
+        })
     }
 
     /// A cache miss: shared second level, then the STS budget and STS itself.
@@ -659,7 +715,34 @@ impl Verifier {
         }
     }
 
+    /// One STS call, as a client span. The request is sent exactly as the client signed it:
+    /// no trace header is added (STS would refuse a changed signed request, and the trace is
+    /// ours, not AWS's).
     async fn call_sts(&self, checked: &SignedStsRequest) -> Result<CallerIdentity, StsFailure> {
+        let span = spans::child(
+            self.tracing.as_deref(),
+            "sts.GetCallerIdentity",
+            SpanKind::Client,
+        );
+        span.set(|| {
+            vec![
+                KeyValue::new("rpc.system", "aws-api"),
+                KeyValue::new("rpc.service", "STS"),
+                KeyValue::new("rpc.method", "GetCallerIdentity"),
+                KeyValue::new("server.address", checked.host().name().to_owned()),
+                KeyValue::new("cloud.region", checked.region().to_owned()),
+            ]
+        });
+        let result = span.run(self.send_to_sts(checked)).await;
+        match &result {
+            Ok(_) => {}
+            Err(StsFailure::Rejected { .. }) => span.fail("sts_rejected"),
+            Err(_) => span.fail("sts_unavailable"),
+        }
+        result
+    }
+
+    async fn send_to_sts(&self, checked: &SignedStsRequest) -> Result<CallerIdentity, StsFailure> {
         let start = Instant::now();
         let answer = self.sts.send(checked).await;
         let secs = start.elapsed().as_secs_f64();
@@ -694,6 +777,38 @@ impl Verifier {
                 parsed
             }
         }
+    }
+}
+
+/// The verify span's attributes: the outcome, and for a denial its stable code as the status.
+/// The identity is named as in the audit event (account, ARN, token); never the proof.
+fn span_decision(
+    span: &spans::SpanScope,
+    result: &Result<VerifiedIdentity, Denial>,
+    binding: &'static str,
+    source: Option<&'static str>,
+) {
+    span.set(|| {
+        let mut attrs = vec![
+            KeyValue::new("iam_join.binding", binding),
+            KeyValue::new("iam_join.source", source.unwrap_or("none")),
+        ];
+        match result {
+            Ok(id) => attrs.extend([
+                KeyValue::new("iam_join.outcome", "admitted"),
+                KeyValue::new("iam_join.token", id.token.as_str().to_owned()),
+                KeyValue::new("aws.account.id", id.identity.account().to_owned()),
+                KeyValue::new("aws.arn", id.identity.arn().to_owned()),
+            ]),
+            Err(d) => attrs.extend([
+                KeyValue::new("iam_join.outcome", "denied"),
+                KeyValue::new("iam_join.error", d.code().as_str()),
+            ]),
+        }
+        attrs
+    });
+    if let Err(d) = result {
+        span.fail(d.code().as_str());
     }
 }
 

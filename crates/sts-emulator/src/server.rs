@@ -184,6 +184,7 @@ impl EmulatorBuilder {
             addr,
             keys: RwLock::new(keys),
             calls: AtomicU64::new(0),
+            header_names: Mutex::default(),
             latency_nanos: AtomicU64::new(duration_to_nanos(self.latency)),
             clock_offset_secs: AtomicI64::new(self.clock_offset_secs),
             fault: watch::Sender::new(Fault::None),
@@ -239,6 +240,16 @@ impl EmulatorHandle {
     /// included).
     pub fn calls(&self) -> u64 {
         self.state.calls.load(Ordering::SeqCst)
+    }
+
+    /// Every header name (lower-case) any request on the STS path `/` carried so far, for
+    /// tests of what callers add to a signed request (e.g. no trace context).
+    pub fn header_names_seen(&self) -> std::collections::BTreeSet<String> {
+        self.state
+            .header_names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Sets [`calls`](Self::calls) back to 0.
@@ -315,6 +326,8 @@ struct State {
     addr: SocketAddr,
     keys: RwLock<HashMap<String, KeyRecord>>,
     calls: AtomicU64,
+    /// Every header name received on `/`, lower-case (what a caller added is visible).
+    header_names: Mutex<std::collections::BTreeSet<String>>,
     latency_nanos: AtomicU64,
     clock_offset_secs: AtomicI64,
     fault: watch::Sender<Fault>,
@@ -422,6 +435,11 @@ async fn handle(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> 
         return response::error(&err, &request_id, format);
     }
     state.calls.fetch_add(1, Ordering::SeqCst);
+    state
+        .header_names
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .extend(req.headers().keys().map(|n| n.as_str().to_owned()));
 
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {

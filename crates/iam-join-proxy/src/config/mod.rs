@@ -93,7 +93,7 @@ use ipnet::IpNet;
 pub use self::assertion::{AssertionKeys, AssertionSettings};
 pub use self::audit::{AuditDestination, AuditSettings};
 pub use self::organizations::OrgSettings;
-pub use self::otlp::OtlpSettings;
+pub use self::otlp::{OtlpSettings, TraceSettings};
 use self::raw::{RawConfig, RawDuration, RawRate};
 pub use self::redis::{PasswordSource, RedisSettings, RedisTopology};
 
@@ -983,6 +983,18 @@ mod tests {
             (
                 format!("{MINIMAL}trusted_proxies: [10.0.0.0/8, nope]\n"),
                 "trusted_proxies[1]",
+            ),
+            (
+                format!("{MINIMAL}otlp: {{traces: {{sample_ratio: 1.5}}}}\n"),
+                "otlp.traces.sample_ratio",
+            ),
+            (
+                format!("{MINIMAL}otlp: {{traces: {{sample_ratio: .nan}}}}\n"),
+                "otlp.traces.sample_ratio",
+            ),
+            (
+                format!("{MINIMAL}otlp: {{traces: {{sample_ratio: -0.1}}}}\n"),
+                "otlp.traces.sample_ratio",
             ),
             (
                 format!("{MINIMAL}public_paths: [health]\n"),

@@ -1,15 +1,19 @@
-//! `otlp:`: push the metrics to an OpenTelemetry collector (OTLP over HTTP/protobuf), next to
-//! the Prometheus `/metrics` page, which stays.
+//! `otlp:`: push the metrics (and, when asked, spans) to an OpenTelemetry collector (OTLP over
+//! HTTP/protobuf), next to the Prometheus `/metrics` page, which stays.
 //!
 //! ```yaml
 //! otlp:                               # with `audit: {otlp: true}` also the audit events
-//!   endpoint: http://127.0.0.1:4318   # default: $OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, then
-//!                                     # $OTEL_EXPORTER_OTLP_ENDPOINT, then http://localhost:4318
-//!   interval: 30s                     # how often the metrics are pushed (1s..10m)
+//!   endpoint: http://127.0.0.1:4318   # default: $OTEL_EXPORTER_OTLP_{METRICS,TRACES}_ENDPOINT,
+//!                                     # then $OTEL_EXPORTER_OTLP_ENDPOINT, then localhost:4318
+//!   interval: 30s                     # how often the metrics are pushed (100ms..10m)
+//!   traces:                           # spans of every request; off unless this is present
+//!     sample_ratio: 1.0               # share of new traces recorded (0..1); a trusted
+//!                                     # caller's sampled flag is followed
 //! ```
 //!
 //! Headers (`OTEL_EXPORTER_OTLP_HEADERS`), timeout and compression come from the standard
-//! environment variables. Plain HTTP only: a collector on the same host or pod.
+//! environment variables, and the span batching from `OTEL_BSP_*`. Plain HTTP only: a
+//! collector on the same host or pod.
 
 use std::time::Duration;
 
@@ -28,6 +32,15 @@ pub(crate) struct RawOtlp {
     endpoint: Option<String>,
     #[serde(default)]
     interval: Option<RawDuration>,
+    #[serde(default)]
+    traces: Option<RawTraces>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTraces {
+    #[serde(default)]
+    sample_ratio: Option<f64>,
 }
 
 /// The validated `otlp:` section.
@@ -37,15 +50,27 @@ pub struct OtlpSettings {
     pub endpoint: Option<String>,
     /// Push interval.
     pub interval: Duration,
+    /// Spans, when `traces:` is present.
+    pub traces: Option<TraceSettings>,
+}
+
+/// The validated `otlp.traces:` section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceSettings {
+    /// Share of new traces recorded, in millionths (exact, and `Eq` for the config's
+    /// comparisons): 1 000 000 records every one.
+    pub sample_ppm: u32,
+}
+
+impl TraceSettings {
+    /// The share of new traces recorded, 0..=1.
+    pub fn sample_ratio(self) -> f64 {
+        f64::from(self.sample_ppm) / 1e6
+    }
 }
 
 impl OtlpSettings {
-    /// The metrics URL to push to, when the config names the collector.
-    pub fn metrics_url(&self) -> Option<String> {
-        self.signal_url("metrics")
-    }
-
-    /// `{endpoint}/v1/{signal}` (`metrics`, `logs`), when the config names the collector.
+    /// `{endpoint}/v1/{signal}` (`metrics`, `traces`, `logs`), when the config names the collector.
     pub fn signal_url(&self, signal: &str) -> Option<String> {
         self.endpoint
             .as_deref()
@@ -70,8 +95,24 @@ pub(crate) fn validate(raw: RawOtlp) -> Result<OtlpSettings, ConfigError> {
     if !(Duration::from_millis(100)..=Duration::from_secs(600)).contains(&interval) {
         return Err(invalid("otlp.interval", "must be 100ms..10m"));
     }
+    let traces = raw.traces.map(validate_traces).transpose()?;
     Ok(OtlpSettings {
         endpoint: raw.endpoint,
         interval,
+        traces,
     })
+}
+
+fn validate_traces(raw: RawTraces) -> Result<TraceSettings, ConfigError> {
+    let ratio = raw.sample_ratio.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&ratio) {
+        return Err(invalid(
+            "otlp.traces.sample_ratio",
+            "must be between 0 and 1 (1: every request)",
+        ));
+    }
+    // In 0..=1, so the product is in 0..=1e6 and the cast exact to the nearest millionth.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let sample_ppm = (ratio * 1e6).round() as u32;
+    Ok(TraceSettings { sample_ppm })
 }

@@ -17,6 +17,8 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use iam_join_core::VerifiedIdentity;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
 use tower_service::Service;
 
 use self::carrier::{Presented, strip_header_spellings, take_presented};
@@ -27,6 +29,7 @@ use crate::audit::AuditRequest;
 use crate::error::Denial;
 use crate::future::ResponseFuture;
 use crate::ratelimit::client_ip;
+use crate::spans::{self, SpanScope};
 use crate::verifier::VerifyRequest;
 
 /// The response body: the inner service's, or the layer's own (denials, endpoints).
@@ -91,10 +94,49 @@ where
     }
 }
 
-/// Route → endpoint answers that need no proof → take the credentials out of the request →
-/// public pass-through, or verify → the endpoint's answer or the inner service.
+/// The request's span (when tracing) around [`route_and_answer`].
 async fn handle<S, B, ResBody>(
     shared: Arc<Shared>,
+    inner: S,
+    req: Request<B>,
+) -> Result<Response<IamJoinBody<ResBody>>, S::Error>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    let span = match &shared.tracing {
+        Some(t) => t.request(req.headers(), trusted_caller(&shared, &req)),
+        None => SpanScope::none(),
+    };
+    span.set(|| {
+        let mut attrs = vec![
+            KeyValue::new("http.request.method", req.method().as_str().to_owned()),
+            // The path only: a query can carry anything, including a proof.
+            KeyValue::new("url.path", req.uri().path().to_owned()),
+        ];
+        if let Some(ip) = peer_ip(&req) {
+            attrs.push(KeyValue::new("network.peer.address", ip.to_string()));
+        }
+        attrs
+    });
+    let response = span.run(route_and_answer(&shared, inner, req)).await;
+    if let Ok(r) = &response {
+        span.set(|| {
+            vec![KeyValue::new(
+                "http.response.status_code",
+                i64::from(r.status().as_u16()),
+            )]
+        });
+        if r.status().is_server_error() {
+            span.fail("server_error");
+        }
+    }
+    response
+}
+
+/// Route → endpoint answers that need no proof → take the credentials out of the request →
+/// public pass-through, or verify → the endpoint's answer or the inner service.
+async fn route_and_answer<S, B, ResBody>(
+    shared: &Shared,
     mut inner: S,
     mut req: Request<B>,
 ) -> Result<Response<IamJoinBody<ResBody>>, S::Error>
@@ -102,30 +144,30 @@ where
     S: Service<Request<B>, Response = Response<ResBody>>,
 {
     let route = shared.routes.route(req.uri().path(), req.headers());
-    let audit = audit_request(&shared, &route, &req);
+    let audit = audit_request(shared, &route, &req);
     if let Some(answer) = route
         .endpoint
-        .and_then(|e| answer_before_verifying(e, req.method(), &shared))
+        .and_then(|e| answer_before_verifying(e, req.method(), shared))
     {
         if route.endpoint == Some(Endpoint::Challenge) && answer.status() == StatusCode::OK {
             shared.verifier.audit_challenge_issued(audit.as_ref());
         }
         return Ok(own(answer));
     }
-    let client = client_key(&shared, &req);
+    let client = client_key(shared, &req);
     let presented = take_presented(req.headers_mut(), shared.default_token.as_deref());
     if let Some(signer) = &shared.signer {
         strip_header_spellings(req.headers_mut(), signer.header_name());
     }
     if route.public {
-        return forward(&mut inner, req).await;
+        return forward(shared, &mut inner, req).await;
     }
     let asked = Asked {
         client,
         require_challenge: route.require_challenge,
         audit: audit.as_ref(),
     };
-    let identity = match verify(&shared, presented, asked).await {
+    let identity = match verify(shared, presented, asked).await {
         Ok(identity) => identity,
         Err(denial) => return Ok(own(denial.to_response())),
     };
@@ -143,8 +185,8 @@ where
             assertion.as_ref(),
         ))),
         None => {
-            hand_off(&shared, &mut req, identity, assertion.as_ref());
-            forward(&mut inner, req).await
+            hand_off(shared, &mut req, identity, assertion.as_ref());
+            forward(shared, &mut inner, req).await
         }
     }
 }
@@ -196,14 +238,22 @@ fn audit_request<B>(shared: &Shared, route: &Route, req: &Request<B>) -> Option<
 /// The client's address: the peer, or the first untrusted hop of `X-Forwarded-For` when the
 /// peer is a trusted proxy.
 fn client_addr<B>(shared: &Shared, req: &Request<B>) -> Option<IpAddr> {
-    let peer = req
-        .extensions()
+    let forwarded_for = joined(req, "x-forwarded-for");
+    client_ip(peer_ip(req), forwarded_for.as_deref(), &shared.trusted_proxies)
+}
+
+/// The address of the connection's other end, as the server recorded it.
+fn peer_ip<B>(req: &Request<B>) -> Option<IpAddr> {
+    req.extensions()
         .get::<ClientAddr>()
         .map(|c| c.0.ip())
         .or_else(|| req.extensions().get::<SocketAddr>().map(SocketAddr::ip))
-        .map(|ip| ip.to_canonical());
-    let forwarded_for = joined(req, "x-forwarded-for");
-    client_ip(peer, forwarded_for.as_deref(), &shared.trusted_proxies)
+        .map(|ip| ip.to_canonical())
+}
+
+/// Whether the peer is a trusted proxy, whose trace context is continued.
+fn trusted_caller<B>(shared: &Shared, req: &Request<B>) -> bool {
+    peer_ip(req).is_some_and(|ip| shared.trusted_proxies.iter().any(|n| n.contains(&ip)))
 }
 
 /// Gives the inner service the identity: an extension, headers when configured, and the
@@ -243,14 +293,35 @@ fn joined<B>(req: &Request<B>, name: &str) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(","))
 }
 
+/// The inner service's answer, in the upstream span when tracing (whose `traceparent` the
+/// inner service receives in place of any the client sent).
 async fn forward<S, B, ResBody>(
+    shared: &Shared,
     inner: &mut S,
-    req: Request<B>,
+    mut req: Request<B>,
 ) -> Result<Response<IamJoinBody<ResBody>>, S::Error>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
 {
-    inner.call(req).await.map(|r| r.map(Either::Left))
+    let span = spans::child(
+        shared.tracing.as_deref(),
+        "iam_join.upstream",
+        SpanKind::Client,
+    );
+    span.inject(req.headers_mut());
+    let response = span.run(inner.call(req)).await;
+    if let Ok(r) = &response {
+        span.set(|| {
+            vec![KeyValue::new(
+                "http.response.status_code",
+                i64::from(r.status().as_u16()),
+            )]
+        });
+        if r.status().is_server_error() {
+            span.fail("server_error");
+        }
+    }
+    response.map(|r| r.map(Either::Left))
 }
 
 fn own<L>(resp: Response<Full<Bytes>>) -> Response<Either<L, Full<Bytes>>> {

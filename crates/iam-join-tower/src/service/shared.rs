@@ -6,6 +6,7 @@ use std::sync::Arc;
 use iam_join_assertion::AssertionSigner;
 
 use crate::service::routes::Routes;
+use crate::spans::Tracing;
 use crate::verifier::Verifier;
 
 /// The layer's settings and verification pipeline.
@@ -18,4 +19,6 @@ pub(crate) struct Shared {
     pub(crate) identity_headers: bool,
     /// Signs the identity assertion handed to the upstream, when configured.
     pub(crate) signer: Option<Arc<AssertionSigner>>,
+    /// Spans of each request, when a tracer is set.
+    pub(crate) tracing: Option<Arc<Tracing>>,
 }
