@@ -20,6 +20,7 @@ use prost::Message as _;
 struct Received {
     bodies: Arc<Mutex<Vec<Bytes>>>,
     logs: Arc<Mutex<Vec<Bytes>>>,
+    traces: Arc<Mutex<Vec<Bytes>>>,
 }
 
 async fn receive(
@@ -38,11 +39,20 @@ async fn receive_logs(
     (StatusCode::OK, [("content-type", "application/x-protobuf")])
 }
 
+async fn receive_traces(
+    State(r): State<Received>,
+    body: Bytes,
+) -> (StatusCode, [(&'static str, &'static str); 1]) {
+    r.traces.lock().unwrap().push(body);
+    (StatusCode::OK, [("content-type", "application/x-protobuf")])
+}
+
 async fn start_receiver() -> (String, Received) {
     let received = Received::default();
     let app = Router::new()
         .route("/v1/metrics", post(receive))
         .route("/v1/logs", post(receive_logs))
+        .route("/v1/traces", post(receive_traces))
         .with_state(received.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -238,5 +248,106 @@ async fn audit_events_are_also_otlp_log_records_with_their_fields() {
     for body in received.logs.lock().unwrap().iter() {
         let text = String::from_utf8_lossy(body);
         assert!(!text.contains(&proof[20..60]), "a proof in the OTLP logs");
+    }
+}
+
+/// Every span the receiver got, with its resource's `service.name`.
+fn received_spans(received: &Received) -> Vec<(String, opentelemetry_proto::tonic::trace::v1::Span)> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    let mut out = Vec::new();
+    for body in received.traces.lock().unwrap().iter() {
+        let request = ExportTraceServiceRequest::decode(body.as_ref()).expect("OTLP trace protobuf");
+        for resource in &request.resource_spans {
+            let service = resource
+                .resource
+                .as_ref()
+                .and_then(|r| r.attributes.iter().find(|a| a.key == "service.name"))
+                .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+                    AnyValue::StringValue(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for span in resource.scope_spans.iter().flat_map(|s| &s.spans) {
+                out.push((service.clone(), span.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn spans_are_pushed_over_otlp_as_one_trace_continued_from_a_trusted_caller() {
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+    let (endpoint, received) = start_receiver().await;
+    let stack = Stack::start_with(StackOptions {
+        extra_config: format!(
+            "otlp: {{endpoint: \"{endpoint}\", interval: 10m, traces: {{sample_ratio: 1.0}}}}\n\
+             trusted_proxies: [127.0.0.0/8]\n"
+        ),
+        ..StackOptions::default()
+    })
+    .await;
+    let proof = audience_proof(Who::NodeRole);
+    let (k, v) = bearer(&proof);
+    let caller_trace = "0af7651916cd43dd8448eb211c80319c";
+    let caller_span = "b7ad6b7169203331";
+    let traceparent = format!("00-{caller_trace}-{caller_span}-01");
+    let (status, echoed) = get_json(
+        &stack.url("/webapi/traced"),
+        &[(k, &v), ("traceparent", &traceparent)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    eventually("the request's five spans at the collector", || async {
+        received_spans(&received).len() >= 5
+    })
+    .await;
+    let spans = received_spans(&received);
+    assert_eq!(spans.len(), 5, "{:#?}", spans.iter().map(|s| &s.1.name).collect::<Vec<_>>());
+    let by_name = |name: &str| {
+        &spans
+            .iter()
+            .find(|(_, s)| s.name == name)
+            .unwrap_or_else(|| panic!("no {name} span"))
+            .1
+    };
+    let request = by_name("iam_join.request");
+    let verify = by_name("iam_join.verify");
+    let cache = by_name("iam_join.cache");
+    let sts = by_name("sts.GetCallerIdentity");
+    let upstream = by_name("iam_join.upstream");
+    for (service, span) in &spans {
+        assert_eq!(service, "iam-join-proxy");
+        assert_eq!(hex(&span.trace_id), caller_trace, "{} in the caller's trace", span.name);
+    }
+    assert_eq!(hex(&request.parent_span_id), caller_span);
+    assert_eq!(request.kind, SpanKind::Server as i32);
+    for (child, parent) in [(verify, request), (cache, verify), (sts, cache), (upstream, request)] {
+        assert_eq!(child.parent_span_id, parent.span_id, "{} under {}", child.name, parent.name);
+    }
+    assert_eq!(sts.kind, SpanKind::Client as i32);
+    assert_eq!(upstream.kind, SpanKind::Client as i32);
+
+    // The upstream received the upstream span's traceparent; STS received none.
+    let forwarded = &echoed["headers"]["traceparent"];
+    assert_eq!(
+        forwarded,
+        &serde_json::json!([format!("00-{caller_trace}-{}-01", hex(&upstream.span_id))])
+    );
+    let at_sts = stack.sts.header_names_seen();
+    assert!(!at_sts.contains("traceparent") && !at_sts.contains("tracestate"), "{at_sts:?}");
+
+    // Nothing secret reached the collector.
+    for body in received.traces.lock().unwrap().iter() {
+        let text = String::from_utf8_lossy(body);
+        assert!(!text.contains(&proof[20..60]), "a proof in the OTLP spans");
+        for id in sts_emulator::default_identities() {
+            assert!(!text.contains(&id.secret_access_key));
+        }
     }
 }
