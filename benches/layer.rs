@@ -103,8 +103,12 @@ fn cache_hit(c: &mut Criterion) {
     // The same layer recording every request's spans (100 % sampling) through the batch
     // processor the proxy uses; the exporter drops them, so what is measured is the request
     // path's share (span creation, attributes, queueing), not a collector.
-    let (traced, _provider) = traced_layer(&emulator.url());
+    let (traced, _provider) = traced_layer(&emulator.url(), 1.0);
     let traced_svc = traced.layer(service_fn(ok_service::<Full<Bytes>>));
+    // And sampling 1 % of new traces: what every request pays when tracing is on but the
+    // request is not recorded.
+    let (sampled, _sampled_provider) = traced_layer(&emulator.url(), 0.01);
+    let sampled_svc = sampled.layer(service_fn(ok_service::<Full<Bytes>>));
     let rules = ProofRules {
         audience: Some(AUDIENCE.to_owned()),
         ..ProofRules::default()
@@ -139,12 +143,14 @@ fn cache_hit(c: &mut Criterion) {
             .block_on(signed_svc.clone().oneshot(request(&auth)))
             .unwrap_or_else(|e| match e {});
         assert_eq!(resp.status(), StatusCode::OK, "warm-up for {kind:?} denied");
-        let resp = rt
-            .block_on(traced_svc.clone().oneshot(request(&auth)))
-            .unwrap_or_else(|e| match e {});
-        assert_eq!(resp.status(), StatusCode::OK, "warm-up for {kind:?} denied");
+        for warm in [&traced_svc, &sampled_svc] {
+            let resp = rt
+                .block_on(warm.clone().oneshot(request(&auth)))
+                .unwrap_or_else(|e| match e {});
+            assert_eq!(resp.status(), StatusCode::OK, "warm-up for {kind:?} denied");
+        }
         // One STS call per layer (each has its own cache).
-        assert_eq!(emulator.calls(), before + 4);
+        assert_eq!(emulator.calls(), before + 5);
         println!("proof size post/{}: {} bytes", kind.label(), proof.len());
 
         let label = kind.label();
@@ -226,7 +232,7 @@ fn cache_hit(c: &mut Criterion) {
         });
         assert_eq!(
             emulator.calls(),
-            before + 4,
+            before + 5,
             "a cache-hit benchmark called STS"
         );
         interleaved.push((kind, proof, auth));
@@ -242,6 +248,7 @@ fn cache_hit(c: &mut Criterion) {
         let mut ratios = Vec::with_capacity(ROUNDS);
         let mut signed_ratios = Vec::with_capacity(ROUNDS);
         let mut traced_ratios = Vec::with_capacity(ROUNDS);
+        let mut sampled_ratios = Vec::with_capacity(ROUNDS);
         let (mut sha_total, mut layer_total) = (Duration::ZERO, Duration::ZERO);
         for _ in 0..ROUNDS {
             let t = Instant::now();
@@ -258,6 +265,9 @@ fn cache_hit(c: &mut Criterion) {
             let t = Instant::now();
             rt.block_on(hits(&traced_svc, &auth, BATCH));
             traced_ratios.push(t.elapsed().as_secs_f64() / layer.as_secs_f64());
+            let t = Instant::now();
+            rt.block_on(hits(&sampled_svc, &auth, BATCH));
+            sampled_ratios.push(t.elapsed().as_secs_f64() / layer.as_secs_f64());
             ratios.push(layer.as_secs_f64() / sha.as_secs_f64());
             sha_total += sha;
             layer_total += layer;
@@ -289,8 +299,16 @@ fn cache_hit(c: &mut Criterion) {
             traced_ratios[0],
             traced_ratios[ROUNDS - 1]
         );
+        sampled_ratios.sort_by(f64::total_cmp);
+        println!(
+            "cache_hit interleaved/{}: layer with traces (1 % sampled) / without median {:.2}x (min {:.2}x, max {:.2}x)",
+            kind.label(),
+            sampled_ratios[ROUNDS / 2],
+            sampled_ratios[0],
+            sampled_ratios[ROUNDS - 1]
+        );
     }
-    assert_eq!(emulator.calls(), 8, "a cache-hit benchmark called STS");
+    assert_eq!(emulator.calls(), 10, "a cache-hit benchmark called STS");
     rt.block_on(emulator.shutdown());
 }
 
@@ -313,9 +331,77 @@ where
     }
 }
 
-/// A layer with a tracer sampling every request into a batch processor whose exporter drops
+type RawClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
+/// A pooled HTTP/1 client, as bare as the floor should be.
+fn raw_client(rt: &tokio::runtime::Runtime) -> RawClient {
+    let _guard = rt.enter();
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+}
+
+/// `n` fresh proofs of `kind`, parsed (outside the timing) into the HTTP requests they sign,
+/// addressed to the emulator at `base`, exactly as the verifier's STS client would send them.
+fn raw_requests(kind: ProofKind, n: u64, base: &str) -> Vec<Request<Full<Bytes>>> {
+    let rules = ProofRules {
+        audience: Some(AUDIENCE.to_owned()),
+        ..ProofRules::default()
+    };
+    let now = time::OffsetDateTime::now_utc();
+    fresh_proofs(kind, n)
+        .iter()
+        .map(|auth| {
+            let proof = auth
+                .to_str()
+                .ok()
+                .and_then(|a| a.strip_prefix("Bearer "))
+                .unwrap_or_else(|| panic!("a bearer proof"));
+            let signed = check_proof(proof, &rules, now).unwrap_or_else(|e| panic!("{e}"));
+            let mut req = Request::builder()
+                .method(signed.method())
+                .uri(format!("{base}{}", signed.path_and_query()))
+                .header(header::HOST, signed.host().name());
+            if !signed.accept_is_signed() {
+                req = req.header(header::ACCEPT, "application/json");
+            }
+            for (name, value) in signed.headers() {
+                req = req.header(name.as_str(), value.as_str());
+            }
+            req.body(Full::new(Bytes::copy_from_slice(signed.body().as_bytes())))
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect()
+}
+
+/// Sends each request and reads its answer; returns the time taken.
+async fn run_raw(client: &RawClient, requests: Vec<Request<Full<Bytes>>>) -> Duration {
+    use http_body_util::BodyExt as _;
+    let start = Instant::now();
+    for req in requests {
+        let resp = client
+            .request(req)
+            .await
+            .unwrap_or_else(|e| panic!("raw round trip: {e}"));
+        assert_eq!(resp.status(), StatusCode::OK, "the emulator refused a raw request");
+        black_box(
+            resp.into_body()
+                .collect()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .to_bytes(),
+        );
+    }
+    start.elapsed()
+}
+
+/// A layer with a tracer sampling `ratio` of new traces, as the proxy does, into a batch processor whose exporter drops
 /// the spans; the provider is returned so it lives as long as the layer.
-fn traced_layer(sts_url: &str) -> (IamJoinLayer, opentelemetry_sdk::trace::SdkTracerProvider) {
+fn traced_layer(
+    sts_url: &str,
+    ratio: f64,
+) -> (IamJoinLayer, opentelemetry_sdk::trace::SdkTracerProvider) {
     use opentelemetry::trace::TracerProvider as _;
     #[derive(Debug)]
     struct Dropped;
@@ -329,7 +415,9 @@ fn traced_layer(sts_url: &str) -> (IamJoinLayer, opentelemetry_sdk::trace::SdkTr
         }
     }
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
+        .with_sampler(opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
+            opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(ratio),
+        )))
         .with_batch_exporter(Dropped)
         .build();
     let layer = iam_join_benches::layer_builder()
@@ -422,6 +510,23 @@ fn cache_miss(c: &mut Criterion) {
             assert_eq!(emulator.calls() + stub.calls() - calls_before, requests);
         }
     }
+    // The floor: the same kind of presigned requests, already parsed, sent straight to the
+    // emulator by a bare pooled client (no checks, no cache, no policy, no layer).
+    let raw_client = raw_client(&rt);
+    for kind in ProofKind::ALL {
+        let label = kind.label();
+        let calls_before = emulator.calls();
+        let mut requests = 0u64;
+        group.bench_function(format!("raw_round_trip/{label}"), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                requests += iters;
+                let raw = raw_requests(kind, iters, &emulator.url());
+                let client = raw_client.clone();
+                async move { run_raw(&client, raw).await }
+            });
+        });
+        assert_eq!(emulator.calls() - calls_before, requests);
+    }
     // For context: what signing one proof costs the client (not part of any verifier path).
     group.bench_function("client_signs_a_proof/session_token", |b| {
         let id = ProofKind::SessionToken.identity(0);
@@ -432,6 +537,37 @@ fn cache_miss(c: &mut Criterion) {
         );
     });
     group.finish();
+
+    // Miss path against the floor in alternating batches, so the ratio compares the two under
+    // the same load: verifications per second of the layer / raw round trips per second.
+    for kind in ProofKind::ALL {
+        const BATCH: u64 = 200;
+        const ROUNDS: usize = 9;
+        let mut ratios = Vec::with_capacity(ROUNDS);
+        let (mut layer_total, mut raw_total) = (Duration::ZERO, Duration::ZERO);
+        for _ in 0..ROUNDS {
+            let proofs = fresh_proofs(kind, BATCH);
+            let layer = client_layer(Arc::clone(&hyper_sts), BATCH * 2);
+            let misses = rt.block_on(run_misses(&layer, &proofs));
+            let raw = raw_requests(kind, BATCH, &emulator.url());
+            let floor = rt.block_on(run_raw(&raw_client, raw));
+            ratios.push(floor.as_secs_f64() / misses.as_secs_f64());
+            layer_total += misses;
+            raw_total += floor;
+        }
+        ratios.sort_by(f64::total_cmp);
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / (BATCH as f64 * ROUNDS as f64);
+        println!(
+            "cache_miss interleaved/{}: layer miss {:.1} µs, raw round trip {:.1} µs per request; miss/raw throughput median {:.2}x (min {:.2}x, max {:.2}x, {ROUNDS} alternating batches of {BATCH})",
+            kind.label(),
+            per(layer_total),
+            per(raw_total),
+            ratios[ROUNDS / 2],
+            ratios[0],
+            ratios[ROUNDS - 1]
+        );
+    }
+
     rt.block_on(emulator.shutdown());
 }
 

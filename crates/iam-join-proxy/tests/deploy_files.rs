@@ -122,12 +122,11 @@ fn deploy_example_config_loads() {
     assert!(config.tokens_path().is_some_and(|p| p.ends_with("tokens/")));
 }
 
-/// The commented `assertion:` block, uncommented as an operator would, is a valid section with
-/// the keys it documents.
-#[test]
-fn deploy_example_assertion_section_loads_when_uncommented() {
+/// deploy/config.yaml with the commented block starting at `marker` uncommented, as an
+/// operator would, loaded.
+fn load_uncommented(marker: &str) -> Config {
     let text = read("deploy/config.yaml");
-    let start = text.find("# assertion:").expect("an assertion: example");
+    let start = text.find(marker).expect("the example block");
     let commented: Vec<&str> = text[start..]
         .lines()
         .take_while(|l| l.starts_with('#'))
@@ -142,7 +141,23 @@ fn deploy_example_assertion_section_loads_when_uncommented() {
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, config).expect("write");
     std::fs::create_dir(dir.path().join("tokens")).expect("mkdir");
-    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}\n{block}"));
+    Config::load(&path).unwrap_or_else(|e| panic!("{e}\n{block}"))
+}
+
+/// The commented `otlp:` block, uncommented, pushes to the collector example's receiver and
+/// turns traces on at 100 %.
+#[test]
+fn deploy_example_otlp_section_loads_when_uncommented() {
+    let otlp = load_uncommented("# otlp:").otlp.expect("otlp section");
+    assert_eq!(otlp.endpoint.as_deref(), Some("http://127.0.0.1:4318"));
+    assert_eq!(otlp.traces.map(|t| t.sample_ppm), Some(1_000_000));
+}
+
+/// The commented `assertion:` block, uncommented as an operator would, is a valid section with
+/// the keys it documents.
+#[test]
+fn deploy_example_assertion_section_loads_when_uncommented() {
+    let config = load_uncommented("# assertion:");
     let assertion = config.assertion.expect("assertion section");
     assert_eq!(
         assertion.config.issuer(),
@@ -190,11 +205,15 @@ fn systemd_and_kubernetes_examples_keep_an_audit_file_where_they_can_write() {
 /// The collector example is valid YAML, receives OTLP/HTTP on loopback where the proxy's
 /// example `otlp:` points, and tails the audit file the example config writes.
 #[test]
-fn otel_collector_example_receives_the_proxys_metrics_and_audit_file() {
+fn otel_collector_example_receives_the_proxys_metrics_spans_and_audit_file() {
     let text = read("deploy/otel-collector/collector.yaml");
     let doc: serde_norway::Value = serde_norway::from_str(&text).expect("collector YAML");
     let endpoint = &doc["receivers"]["otlp"]["protocols"]["http"]["endpoint"];
     assert_eq!(endpoint.as_str(), Some("127.0.0.1:4318"));
+    for pipeline in ["metrics", "traces"] {
+        let receivers = &doc["service"]["pipelines"][pipeline]["receivers"];
+        assert_eq!(receivers[0].as_str(), Some("otlp"), "{pipeline} pipeline");
+    }
     let include = &doc["receivers"]["filelog/iam-join-audit"]["include"][0];
     assert_eq!(include.as_str(), Some("/var/log/iam-join-proxy/audit.log"));
     let config = read("deploy/config.yaml");

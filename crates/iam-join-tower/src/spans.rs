@@ -11,10 +11,12 @@
 //! Without a tracer every helper here is a branch on `None`: no span, no allocation.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
 use std::time::SystemTime;
 
 use http::{HeaderMap, HeaderValue};
-use opentelemetry::context::FutureExt as _;
+use opentelemetry::context::{FutureExt as _, WithContext};
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags, TraceId, TraceState,
@@ -113,11 +115,15 @@ impl SpanScope {
         Self(None)
     }
 
-    /// Runs `fut` with this span as the current one, so spans started inside are its children.
-    pub(crate) async fn run<F: Future>(&self, fut: F) -> F::Output {
+    /// `fut` with this span as the current one while it runs, so spans started inside are its
+    /// children. Not an `async fn`: the pipeline's futures are large, and another state
+    /// machine around them would copy them again on every request, traced or not.
+    pub(crate) fn run<F: Future>(&self, fut: F) -> InSpan<F> {
         match &self.0 {
-            Some(cx) => fut.with_context(cx.clone()).await,
-            None => fut.await,
+            Some(cx) => InSpan::Traced {
+                fut: fut.with_context(cx.clone()),
+            },
+            None => InSpan::Plain { fut },
         }
     }
 
@@ -160,6 +166,26 @@ impl SpanScope {
             && let Ok(v) = HeaderValue::from_str(&state)
         {
             headers.insert(TRACESTATE, v);
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future [`SpanScope::run`] returns: `F` itself, or `F` polled inside its span.
+    #[project = InSpanProj]
+    pub(crate) enum InSpan<F> {
+        Plain { #[pin] fut: F },
+        Traced { #[pin] fut: WithContext<F> },
+    }
+}
+
+impl<F: Future> Future for InSpan<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        match self.project() {
+            InSpanProj::Plain { fut } => fut.poll(cx),
+            InSpanProj::Traced { fut } => fut.poll(cx),
         }
     }
 }

@@ -95,12 +95,37 @@ pub(crate) fn validate(raw: RawOtlp) -> Result<OtlpSettings, ConfigError> {
     if !(Duration::from_millis(100)..=Duration::from_secs(600)).contains(&interval) {
         return Err(invalid("otlp.interval", "must be 100ms..10m"));
     }
+    check_protocol_env(|name| std::env::var(name).ok())?;
     let traces = raw.traces.map(validate_traces).transpose()?;
     Ok(OtlpSettings {
         endpoint: raw.endpoint,
         interval,
         traces,
     })
+}
+
+/// The exporters speak OTLP/HTTP protobuf only: a `grpc` or `http/json` asked for in the
+/// standard variables is refused here, by name, rather than silently not honoured.
+fn check_protocol_env(var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+    for name in [
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
+    ] {
+        if let Some(value) = var(name)
+            && value.trim() != "http/protobuf"
+        {
+            return Err(invalid(
+                "otlp",
+                format!(
+                    "{name}={value:?} is not supported: the proxy exports OTLP over HTTP/protobuf \
+                     (a collector's port 4318); unset it or set http/protobuf"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate_traces(raw: RawTraces) -> Result<TraceSettings, ConfigError> {
@@ -115,4 +140,23 @@ fn validate_traces(raw: RawTraces) -> Result<TraceSettings, ConfigError> {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let sample_ppm = (ratio * 1e6).round() as u32;
     Ok(TraceSettings { sample_ppm })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_http_protobuf_is_accepted_from_the_environment() {
+        assert!(check_protocol_env(|_| None).is_ok());
+        assert!(check_protocol_env(|_| Some("http/protobuf".into())).is_ok());
+        for (var, value) in [
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
+        ] {
+            let err = check_protocol_env(|n| (n == var).then(|| value.to_owned())).unwrap_err();
+            assert_eq!(err.field(), Some("otlp"));
+            assert!(err.to_string().contains(var), "{err}");
+        }
+    }
 }
