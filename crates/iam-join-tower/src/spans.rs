@@ -10,13 +10,9 @@
 //!
 //! Without a tracer every helper here is a branch on `None`: no span, no allocation.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context as TaskContext, Poll};
 use std::time::SystemTime;
 
 use http::{HeaderMap, HeaderValue};
-use opentelemetry::context::{FutureExt as _, WithContext};
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags, TraceId, TraceState,
@@ -32,6 +28,20 @@ pub(crate) const TRACESTATE: &str = "tracestate";
 /// The longest `tracestate` passed on (the W3C limit is 32 members of at most 256 bytes; a
 /// longer value is not a trace state but an attempt to make every hop carry it).
 const MAX_TRACESTATE: usize = 512;
+
+/// Awaits `$fut` with `$span` as the current span, so spans started inside are its children.
+/// Without a span it awaits `$fut` directly: no wrapper future, so the pipeline's large futures
+/// are not copied once more per request when tracing is off (a wrapper cost an untraced cache
+/// hit about 10 %, benches/RESULTS.md).
+macro_rules! in_span {
+    ($span:expr, $fut:expr) => {
+        match $span.context() {
+            Some(cx) => opentelemetry::context::FutureExt::with_context($fut, cx.clone()).await,
+            None => $fut.await,
+        }
+    };
+}
+pub(crate) use in_span;
 
 /// The tracer the layer's spans come from.
 pub(crate) struct Tracing {
@@ -115,16 +125,9 @@ impl SpanScope {
         Self(None)
     }
 
-    /// `fut` with this span as the current one while it runs, so spans started inside are its
-    /// children. Not an `async fn`: the pipeline's futures are large, and another state
-    /// machine around them would copy them again on every request, traced or not.
-    pub(crate) fn run<F: Future>(&self, fut: F) -> InSpan<F> {
-        match &self.0 {
-            Some(cx) => InSpan::Traced {
-                fut: fut.with_context(cx.clone()),
-            },
-            None => InSpan::Plain { fut },
-        }
+    /// The context whose current span this is ([`in_span!`]), `None` without a tracer.
+    pub(crate) fn context(&self) -> Option<&Context> {
+        self.0.as_ref()
     }
 
     /// Sets attributes; `make` runs only when there is a span.
@@ -166,26 +169,6 @@ impl SpanScope {
             && let Ok(v) = HeaderValue::from_str(&state)
         {
             headers.insert(TRACESTATE, v);
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The future [`SpanScope::run`] returns: `F` itself, or `F` polled inside its span.
-    #[project = InSpanProj]
-    pub(crate) enum InSpan<F> {
-        Plain { #[pin] fut: F },
-        Traced { #[pin] fut: WithContext<F> },
-    }
-}
-
-impl<F: Future> Future for InSpan<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
-        match self.project() {
-            InSpanProj::Plain { fut } => fut.poll(cx),
-            InSpanProj::Traced { fut } => fut.poll(cx),
         }
     }
 }

@@ -132,7 +132,7 @@ impl Verifier {
         let start = Instant::now();
         let mut trace = DecisionTrace::default();
         let span = spans::child(self.tracing.as_deref(), "iam_join.verify", SpanKind::Internal);
-        let result = span.run(self.verify_inner(req, &mut trace)).await;
+        let result = spans::in_span!(span, self.verify_inner(req, &mut trace));
         let binding = trace.binding.map_or("none", BindingKind::as_str);
         span_decision(&span, &result, binding, trace.source);
         let elapsed = start.elapsed();
@@ -299,7 +299,7 @@ impl Verifier {
                     "iam_join.challenge.redeem",
                     SpanKind::Internal,
                 );
-                let redeemed = redeem.run(self.replay.redeem(&claims.replay_id(), ttl)).await;
+                let redeemed = spans::in_span!(redeem, self.replay.redeem(&claims.replay_id(), ttl));
                 redeem.set(|| vec![KeyValue::new("iam_join.challenge.result", match &redeemed {
                     Ok(true) => "redeemed",
                     Ok(false) => "reused",
@@ -435,7 +435,7 @@ impl Verifier {
             "aws.organizations.lookup",
             SpanKind::Client,
         );
-        let answer = span.run(orgs.lookup(subject.account)).await;
+        let answer = spans::in_span!(span, orgs.lookup(subject.account));
         let result = match &answer {
             Ok(Some(_)) => "member",
             Ok(None) => "not_member",
@@ -549,9 +549,10 @@ impl Verifier {
         source: &mut Option<&'static str>,
     ) -> Result<Arc<CallerIdentity>, Denial> {
         let span = spans::child(self.tracing.as_deref(), "iam_join.cache", SpanKind::Internal);
-        let outcome = span
-            .run(self.cached_outcome(checked, client_key, client, source))
-            .await;
+        let outcome = spans::in_span!(
+            span,
+            self.cached_outcome(checked, client_key, client, source)
+        );
         span.set(|| {
             vec![KeyValue::new(
                 "iam_join.cache.result",
@@ -733,7 +734,7 @@ impl Verifier {
                 KeyValue::new("cloud.region", checked.region().to_owned()),
             ]
         });
-        let result = span.run(self.send_to_sts(checked)).await;
+        let result = spans::in_span!(span, self.send_to_sts(checked));
         match &result {
             Ok(_) => {}
             Err(StsFailure::Rejected { .. }) => span.fail("sts_rejected"),

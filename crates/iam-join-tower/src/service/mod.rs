@@ -88,13 +88,18 @@ where
         // Use the service that was driven to readiness; leave a fresh clone in its place.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(&self.shared);
         ResponseFuture {
-            inner: Box::pin(handle(Arc::clone(&self.shared), inner, req)),
+            // Untraced, the request span's wrapper is left out of the future altogether.
+            inner: match shared.tracing {
+                Some(_) => Box::pin(handle(shared, inner, req)),
+                None => Box::pin(route_and_answer(shared, inner, req)),
+            },
         }
     }
 }
 
-/// The request's span (when tracing) around [`route_and_answer`].
+/// [`route_and_answer`] in the request's span (only called when tracing).
 async fn handle<S, B, ResBody>(
     shared: Arc<Shared>,
     inner: S,
@@ -118,7 +123,7 @@ where
         }
         attrs
     });
-    let response = span.run(route_and_answer(&shared, inner, req)).await;
+    let response = spans::in_span!(span, route_and_answer(Arc::clone(&shared), inner, req));
     if let Ok(r) = &response {
         span.set(|| {
             vec![KeyValue::new(
@@ -136,13 +141,14 @@ where
 /// Route → endpoint answers that need no proof → take the credentials out of the request →
 /// public pass-through, or verify → the endpoint's answer or the inner service.
 async fn route_and_answer<S, B, ResBody>(
-    shared: &Shared,
+    shared: Arc<Shared>,
     mut inner: S,
     mut req: Request<B>,
 ) -> Result<Response<IamJoinBody<ResBody>>, S::Error>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
 {
+    let shared: &Shared = &shared;
     let route = shared.routes.route(req.uri().path(), req.headers());
     let audit = audit_request(shared, &route, &req);
     if let Some(answer) = route
@@ -309,7 +315,7 @@ where
         SpanKind::Client,
     );
     span.inject(req.headers_mut());
-    let response = span.run(inner.call(req)).await;
+    let response = spans::in_span!(span, inner.call(req));
     if let Ok(r) = &response {
         span.set(|| {
             vec![KeyValue::new(
