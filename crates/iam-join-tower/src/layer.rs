@@ -11,7 +11,7 @@ use opentelemetry::metrics::Meter;
 use tower_layer::Layer;
 
 use crate::audit::{AuditEvent, AuditSink};
-use crate::cache::{CheckedTokenExpiry, OutcomeExpiry, SharedCache};
+use crate::cache::{CheckedTokens, OutcomeExpiry, SharedCache};
 use crate::error::BuildError;
 use crate::metrics::Metrics;
 use crate::organizations::OrgLookup;
@@ -429,10 +429,7 @@ impl IamJoinLayerBuilder {
             .max_capacity(capacity)
             .expire_after(OutcomeExpiry)
             .build();
-        let checked_tokens = moka::sync::Cache::builder()
-            .max_capacity(capacity)
-            .expire_after(CheckedTokenExpiry)
-            .build();
+        let checked_tokens = CheckedTokens::new(capacity);
         let metrics = self.meter.as_ref().map(|m| {
             let c = cache.clone();
             Metrics::new(m, Some(Arc::new(move || c.entry_count())))

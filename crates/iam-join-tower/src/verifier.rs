@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, AuditRequest, AuditSink, proof_fingerprint};
-use crate::cache::{CachedOutcome, CheckedToken, SharedCache, SharedOutcome};
+use crate::cache::{CachedOutcome, CheckedToken, CheckedTokens, SharedCache, SharedOutcome};
 use crate::error::Denial;
 use crate::log_summary::{self, LogSummary};
 use crate::metrics::Metrics;
@@ -45,7 +45,7 @@ pub struct Verifier {
     pub(crate) policy: PolicyHandle,
     pub(crate) sts: Arc<dyn StsClient>,
     pub(crate) cache: Cache<[u8; 32], CachedOutcome>,
-    pub(crate) checked_tokens: moka::sync::Cache<[u8; 32], CheckedToken>,
+    pub(crate) checked_tokens: CheckedTokens,
     pub(crate) shared_cache: Option<Arc<dyn SharedCache>>,
     pub(crate) negative_ttl: Duration,
     pub(crate) limiter: Arc<dyn RateLimiterBackend>,
@@ -243,8 +243,7 @@ impl Verifier {
         trace.proof_sha256 = Some(token_digest);
         let lookup_started = spans::now_if(self.tracing.as_deref());
         if !req.require_challenge
-            && let Some(fast) = self.checked_tokens.get(&token_digest)
-            && now <= fast.expires_at
+            && let Some(fast) = self.checked_tokens.get(&token_digest, now)
             && let Some(CachedOutcome::Identity { identity, .. }) =
                 self.cache.get(&fast.cache_key).await
         {
@@ -272,6 +271,7 @@ impl Verifier {
                     cache_key: checked.cache_key(),
                     expires_at: checked.expires_at(),
                 },
+                now,
             );
         }
         if req.require_challenge && !matches!(checked.binding(), Binding::Challenge(_)) {
