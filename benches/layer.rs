@@ -473,19 +473,7 @@ fn cache_miss(c: &mut Criterion) {
     let rt = runtime();
     let emulator = rt.block_on(start_emulator());
     // One STS client (one connection pool) for every sample; each sample gets a fresh cache.
-    let hyper_sts: Arc<dyn StsClient> = {
-        let _guard = rt.enter();
-        Arc::new(
-            HyperStsClient::new(StsClientConfig {
-                overrides: HashMap::from([(
-                    "sts.us-west-2.amazonaws.com".to_owned(),
-                    emulator.url(),
-                )]),
-                ..StsClientConfig::default()
-            })
-            .unwrap_or_else(|e| panic!("{e}")),
-        )
-    };
+    let hyper_sts = emulator_sts(&rt, &emulator);
     let stub = Arc::new(StubSts::new());
 
     let mut group = c.benchmark_group("cache_miss");
@@ -571,6 +559,109 @@ fn cache_miss(c: &mut Criterion) {
     rt.block_on(emulator.shutdown());
 }
 
+/// Challenge-bound joins (Teleport's flow, never cached): `POST {prefix}/challenge`, then the
+/// request with a proof bound to that challenge. Timed: the two requests through the layer
+/// (issue, then redeem + STS call + policy); not timed: the client reading the challenge and
+/// signing. The replay store is the in-memory one; STS the emulator (a real round trip with
+/// SigV4 verification) or the in-process stub (the layer's own work).
+fn challenge_join(c: &mut Criterion) {
+    let rt = runtime();
+    let emulator = rt.block_on(start_emulator());
+    let hyper_sts = emulator_sts(&rt, &emulator);
+    let stub = Arc::new(StubSts::new());
+    let id = ProofKind::SessionToken.identity(0);
+    let mut group = c.benchmark_group("challenge_join");
+    group.sample_size(20);
+    for (name, sts) in [
+        ("emulator", Arc::clone(&hyper_sts)),
+        ("stub", Arc::clone(&stub) as Arc<dyn StsClient>),
+    ] {
+        let layer = iam_join_benches::layer_builder()
+            .sts_client(sts)
+            .challenge_paths(["/join"])
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let svc = layer.layer(service_fn(ok_service::<Full<Bytes>>));
+        let calls_before = emulator.calls() + stub.calls();
+        let mut joins = 0u64;
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                joins += iters;
+                let svc = svc.clone();
+                let id = id.clone();
+                async move { challenge_joins(&svc, &id, iters).await }
+            });
+        });
+        // Every join was one STS call: nothing cached, nothing skipped.
+        assert_eq!(emulator.calls() + stub.calls() - calls_before, joins);
+    }
+    group.finish();
+    rt.block_on(emulator.shutdown());
+}
+
+/// `n` joins through `svc`; returns the time spent inside the layer.
+async fn challenge_joins<S, B>(svc: &S, id: &sts_emulator::TestIdentity, n: u64) -> Duration
+where
+    S: tower::Service<
+            Request<Full<Bytes>>,
+            Response = http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Clone,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    use http_body_util::BodyExt as _;
+    let mut inside = Duration::ZERO;
+    for _ in 0..n {
+        let mut ask = Request::new(Full::default());
+        *ask.method_mut() = http::Method::POST;
+        *ask.uri_mut() = http::Uri::from_static("/v1/iam-join/challenge");
+        ask.extensions_mut().insert(client_addr());
+        let t = Instant::now();
+        let resp = svc.clone().oneshot(ask).await.unwrap_or_else(|e| match e {});
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .to_bytes();
+        inside += t.elapsed();
+        let answer: serde_json::Value =
+            serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+        let challenge = answer["challenge"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no challenge in {answer}"))
+            .to_owned();
+        let proof = iam_join_client::ProofBuilder::new(
+            iam_join_client::sts_endpoint(iam_join_benches::REGION, false)
+                .unwrap_or_else(|e| panic!("{e}")),
+            iam_join_client::Binding::Challenge(challenge),
+        )
+        .time(SystemTime::now())
+        .build(&id.credentials())
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut join = request(&bearer(&proof));
+        *join.uri_mut() = http::Uri::from_static("/join");
+        let t = Instant::now();
+        let resp = svc.clone().oneshot(join).await.unwrap_or_else(|e| match e {});
+        inside += t.elapsed();
+        assert_eq!(resp.status(), StatusCode::OK, "a challenge join was refused");
+    }
+    inside
+}
+
+/// The verifier's own STS client, pointed at the emulator (one connection pool).
+fn emulator_sts(rt: &tokio::runtime::Runtime, emulator: &EmulatorHandle) -> Arc<dyn StsClient> {
+    let _guard = rt.enter();
+    Arc::new(
+        HyperStsClient::new(StsClientConfig {
+            overrides: HashMap::from([("sts.us-west-2.amazonaws.com".to_owned(), emulator.url())]),
+            ..StsClientConfig::default()
+        })
+        .unwrap_or_else(|e| panic!("{e}")),
+    )
+}
+
 fn main() {
     // Modest defaults so a full run takes a few minutes; the command line overrides them
     // (`-- --warm-up-time 1 --measurement-time 3`, a filter, `--list`, ...).
@@ -581,5 +672,6 @@ fn main() {
         .configure_from_args();
     cache_hit(&mut c);
     cache_miss(&mut c);
+    challenge_join(&mut c);
     c.final_summary();
 }
