@@ -126,7 +126,11 @@ fn deploy_example_config_loads() {
 /// operator would, loaded.
 fn load_uncommented(marker: &str) -> Config {
     let text = read("deploy/config.yaml");
-    let start = text.find(marker).expect("the example block");
+    // At the start of a line: `# otlp:` also appears indented inside the `audit:` example.
+    let start = text
+        .find(&format!("\n{marker}"))
+        .expect("the example block")
+        + 1;
     let commented: Vec<&str> = text[start..]
         .lines()
         .take_while(|l| l.starts_with('#'))
