@@ -61,13 +61,41 @@ pub struct InconsistentAnswer(pub &'static str);
 /// A verified caller identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallerIdentity {
-    account: String,
-    arn: String,
-    user_id: String,
+    account: Box<str>,
+    arn: Box<str>,
+    user_id: Box<str>,
     principal_type: PrincipalType,
-    name: String,
-    session_name: Option<String>,
-    region: String,
+    // The name and session name are parts of the ARN, kept as byte ranges into it rather than
+    // copies: the cache holds one identity per distinct proof (up to 100 000 by default), and
+    // every admitted request clones one into its `VerifiedIdentity`.
+    name: Span,
+    session_name: Option<Span>,
+    region: Box<str>,
+}
+
+/// A byte range of a [`CallerIdentity`]'s ARN (ARNs are at most 2048 bytes, so `u16`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    start: u16,
+    end: u16,
+}
+
+impl Span {
+    /// The range of `part`, a subslice of `whole`.
+    fn of(whole: &str, part: &str) -> Result<Self, InconsistentAnswer> {
+        let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+        let end = start.wrapping_add(part.len());
+        match (u16::try_from(start), u16::try_from(end)) {
+            (Ok(start), Ok(end)) if usize::from(end) <= whole.len() => Ok(Self { start, end }),
+            _ => Err(InconsistentAnswer("Arn is too long")),
+        }
+    }
+
+    fn get(self, whole: &str) -> &str {
+        whole
+            .get(usize::from(self.start)..usize::from(self.end))
+            .unwrap_or_default()
+    }
 }
 
 impl CallerIdentity {
@@ -114,7 +142,8 @@ impl CallerIdentity {
             return Err(InconsistentAnswer("Arn of a principal has a region"));
         }
         let (principal_type, name, session_name) = match (service, resource.split_once('/')) {
-            ("iam", None) if resource == "root" => (PrincipalType::Root, "root".to_owned(), None),
+            // `root` is the whole resource.
+            ("iam", None) if resource == "root" => (PrincipalType::Root, resource, None),
             ("iam", Some(("user", path))) => (PrincipalType::User, last_segment(path)?, None),
             ("iam", Some(("role", path))) => (PrincipalType::Role, last_segment(path)?, None),
             ("sts", Some(("assumed-role", rest))) => {
@@ -124,25 +153,24 @@ impl CallerIdentity {
                 if role.is_empty() || session.is_empty() || session.contains('/') {
                     return Err(InconsistentAnswer("assumed-role Arn is not role/session"));
                 }
-                (
-                    PrincipalType::AssumedRole,
-                    role.to_owned(),
-                    Some(session.to_owned()),
-                )
+                (PrincipalType::AssumedRole, role, Some(session))
             }
             ("sts", Some(("federated-user", name))) if !name.is_empty() && !name.contains('/') => {
-                (PrincipalType::FederatedUser, name.to_owned(), None)
+                (PrincipalType::FederatedUser, name, None)
             }
             _ => return Err(InconsistentAnswer("Arn is not a user, role or session")),
         };
+        let arn = answer.arn.as_str();
+        let name = Span::of(arn, name)?;
+        let session_name = session_name.map(|s| Span::of(arn, s)).transpose()?;
         Ok(Self {
-            account: answer.account,
-            arn: answer.arn,
-            user_id: answer.user_id,
+            account: answer.account.into_boxed_str(),
+            arn: answer.arn.into_boxed_str(),
+            user_id: answer.user_id.into_boxed_str(),
             principal_type,
             name,
             session_name,
-            region: host.region().to_owned(),
+            region: host.region().into(),
         })
     }
 
@@ -164,11 +192,11 @@ impl CallerIdentity {
     }
     /// The user or role name (the last path segment), or `root`.
     pub fn name(&self) -> &str {
-        &self.name
+        self.name.get(&self.arn)
     }
     /// The session name of an assumed role.
     pub fn session_name(&self) -> Option<&str> {
-        self.session_name.as_deref()
+        self.session_name.map(|s| s.get(&self.arn))
     }
     /// The region of the STS endpoint the proof was signed for.
     pub fn region(&self) -> &str {
@@ -176,9 +204,9 @@ impl CallerIdentity {
     }
 }
 
-fn last_segment(path: &str) -> Result<String, InconsistentAnswer> {
+fn last_segment(path: &str) -> Result<&str, InconsistentAnswer> {
     match path.rsplit('/').next() {
-        Some(name) if !name.is_empty() => Ok(name.to_owned()),
+        Some(name) if !name.is_empty() => Ok(name),
         _ => Err(InconsistentAnswer("Arn has an empty name")),
     }
 }

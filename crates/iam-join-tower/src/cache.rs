@@ -73,6 +73,8 @@ pub(crate) struct CheckedToken {
 /// Shards of [`CheckedTokens`], so concurrent requests rarely wait on one lock.
 const CHECKED_SHARDS: usize = 16;
 
+type CheckedShard = std::sync::Mutex<std::collections::HashMap<[u8; 32], CheckedToken>>;
+
 /// Tokens that passed the local checks, keyed by the SHA-256 of the token's bytes, so a reused
 /// token skips them (the cache-hit fast path).
 ///
@@ -84,7 +86,7 @@ const CHECKED_SHARDS: usize = 16;
 /// dropped token is simply checked again. The hasher is the std's keyed one: tokens are chosen
 /// by clients, and a fixed hash of them could be ground to collide.
 pub(crate) struct CheckedTokens {
-    shards: Box<[std::sync::Mutex<std::collections::HashMap<[u8; 32], CheckedToken>>]>,
+    shards: Box<[CheckedShard]>,
     per_shard: usize,
 }
 

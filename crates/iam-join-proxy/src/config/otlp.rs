@@ -36,7 +36,7 @@ pub(crate) struct RawOtlp {
     traces: Option<RawTraces>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTraces {
     #[serde(default)]
