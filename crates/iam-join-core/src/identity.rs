@@ -68,19 +68,19 @@ pub struct CallerIdentity {
     // The name and session name are parts of the ARN, kept as byte ranges into it rather than
     // copies: the cache holds one identity per distinct proof (up to 100 000 by default), and
     // every admitted request clones one into its `VerifiedIdentity`.
-    name: Span,
-    session_name: Option<Span>,
+    name: ArnRange,
+    session_name: Option<ArnRange>,
     region: Box<str>,
 }
 
 /// A byte range of a [`CallerIdentity`]'s ARN (ARNs are at most 2048 bytes, so `u16`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Span {
+struct ArnRange {
     start: u16,
     end: u16,
 }
 
-impl Span {
+impl ArnRange {
     /// The range of `part`, a subslice of `whole`.
     fn of(whole: &str, part: &str) -> Result<Self, InconsistentAnswer> {
         let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
@@ -161,8 +161,8 @@ impl CallerIdentity {
             _ => return Err(InconsistentAnswer("Arn is not a user, role or session")),
         };
         let arn = answer.arn.as_str();
-        let name = Span::of(arn, name)?;
-        let session_name = session_name.map(|s| Span::of(arn, s)).transpose()?;
+        let name = ArnRange::of(arn, name)?;
+        let session_name = session_name.map(|s| ArnRange::of(arn, s)).transpose()?;
         Ok(Self {
             account: answer.account.into_boxed_str(),
             arn: answer.arn.into_boxed_str(),

@@ -38,6 +38,7 @@ use iam_join_core::error::error_chain;
 use iam_join_tower::Denial;
 use iam_join_tower::hop_by_hop::{connection_tokens, remove_hop_by_hop};
 use iam_join_tower::log_summary::{self, LogSummary};
+use iam_join_tower::ratelimit::is_trusted;
 use ipnet::IpNet;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tower_service::Service;
@@ -313,7 +314,7 @@ impl Inner {
         host: Option<HeaderValue>,
     ) {
         let peer: Option<IpAddr> = info.map(|i| i.peer.ip().to_canonical());
-        let trusted = peer.is_some_and(|ip| self.trusted_proxies.iter().any(|n| n.contains(&ip)));
+        let trusted = peer.is_some_and(|ip| is_trusted(ip, &self.trusted_proxies));
         if !trusted {
             headers.remove(&X_FORWARDED_FOR);
             headers.remove(&X_FORWARDED_PROTO);

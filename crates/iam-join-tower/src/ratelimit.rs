@@ -444,6 +444,12 @@ where
         .build()
 }
 
+/// Whether `ip` is one of the trusted proxies: the one rule for believing what a peer says
+/// about others (`X-Forwarded-For`, trace context).
+pub fn is_trusted(ip: IpAddr, trusted: &[ipnet::IpNet]) -> bool {
+    trusted.iter().any(|n| n.contains(&ip))
+}
+
 /// The client address used as the per-client key: the peer, or with trusted proxies the
 /// right-most untrusted address of `X-Forwarded-For`.
 pub fn client_ip(
@@ -452,7 +458,7 @@ pub fn client_ip(
     trusted: &[ipnet::IpNet],
 ) -> Option<IpAddr> {
     let peer = peer?;
-    if !trusted.iter().any(|n| n.contains(&peer)) {
+    if !is_trusted(peer, trusted) {
         return Some(peer);
     }
     let mut candidate = peer;
@@ -461,7 +467,7 @@ pub fn client_ip(
             match part.trim().parse::<IpAddr>() {
                 Ok(ip) => {
                     candidate = ip;
-                    if !trusted.iter().any(|n| n.contains(&ip)) {
+                    if !is_trusted(ip, trusted) {
                         break;
                     }
                 }

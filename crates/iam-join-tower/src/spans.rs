@@ -144,6 +144,19 @@ impl SpanScope {
         }
     }
 
+    /// Records an HTTP answer's status; a 5xx marks the span failed.
+    pub(crate) fn http_status(&self, status: http::StatusCode) {
+        self.set(|| {
+            vec![KeyValue::new(
+                "http.response.status_code",
+                i64::from(status.as_u16()),
+            )]
+        });
+        if status.is_server_error() {
+            self.fail("server_error");
+        }
+    }
+
     /// Replaces any `traceparent`/`tracestate` in `headers` with this span's, so the next hop
     /// continues this trace. Without a span the headers are left as they are.
     pub(crate) fn inject(&self, headers: &mut HeaderMap) {

@@ -28,7 +28,7 @@ use self::shared::Shared;
 use crate::audit::AuditRequest;
 use crate::error::Denial;
 use crate::future::ResponseFuture;
-use crate::ratelimit::client_ip;
+use crate::ratelimit::{client_ip, is_trusted};
 use crate::spans::{self, SpanScope};
 use crate::verifier::VerifyRequest;
 
@@ -125,15 +125,7 @@ where
     });
     let response = spans::in_span!(span, route_and_answer(Arc::clone(&shared), inner, req));
     if let Ok(r) = &response {
-        span.set(|| {
-            vec![KeyValue::new(
-                "http.response.status_code",
-                i64::from(r.status().as_u16()),
-            )]
-        });
-        if r.status().is_server_error() {
-            span.fail("server_error");
-        }
+        span.http_status(r.status());
     }
     response
 }
@@ -259,7 +251,7 @@ fn peer_ip<B>(req: &Request<B>) -> Option<IpAddr> {
 
 /// Whether the peer is a trusted proxy, whose trace context is continued.
 fn trusted_caller<B>(shared: &Shared, req: &Request<B>) -> bool {
-    peer_ip(req).is_some_and(|ip| shared.trusted_proxies.iter().any(|n| n.contains(&ip)))
+    peer_ip(req).is_some_and(|ip| is_trusted(ip, &shared.trusted_proxies))
 }
 
 /// Gives the inner service the identity: an extension, headers when configured, and the
@@ -317,15 +309,7 @@ where
     span.inject(req.headers_mut());
     let response = spans::in_span!(span, inner.call(req));
     if let Ok(r) = &response {
-        span.set(|| {
-            vec![KeyValue::new(
-                "http.response.status_code",
-                i64::from(r.status().as_u16()),
-            )]
-        });
-        if r.status().is_server_error() {
-            span.fail("server_error");
-        }
+        span.http_status(r.status());
     }
     response.map(|r| r.map(Either::Left))
 }
