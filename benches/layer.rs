@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,11 +23,11 @@ use criterion::{BatchSize, Criterion, Throughput};
 use http::{HeaderValue, Request, StatusCode, header};
 use http_body_util::Full;
 use iam_join_benches::{
-    AUDIENCE, Form, ProofKind, StubSts, client_layer, emulator_layer, ok_service, sign_proof,
+    AUDIENCE, Form, ProofKind, StubSts, client_addr, client_layer, emulator_layer, ok_service, sign_proof,
 };
 use iam_join_core::{ProofRules, check_proof};
 use iam_join_tower::{
-    ClientAddr, HyperStsClient, IamJoinLayer, StsClient, StsClientConfig, VerifyRequest,
+    HyperStsClient, IamJoinLayer, StsClient, StsClientConfig, VerifyRequest,
 };
 use sha2::{Digest, Sha256};
 use sts_emulator::{Emulator, EmulatorHandle};
@@ -58,10 +57,6 @@ async fn start_emulator() -> EmulatorHandle {
         .start()
         .await
         .unwrap_or_else(|e| panic!("sts-emulator: {e}"))
-}
-
-fn client_addr() -> ClientAddr {
-    ClientAddr(SocketAddr::from(([127, 0, 0, 1], 40_000)))
 }
 
 fn request(bearer: &HeaderValue) -> Request<Full<Bytes>> {
@@ -589,7 +584,7 @@ fn challenge_join(c: &mut Criterion) {
                 joins += iters;
                 let svc = svc.clone();
                 let id = id.clone();
-                async move { challenge_joins(&svc, &id, iters).await }
+                async move { iam_join_benches::challenge_joins(&svc, &id, iters).await }
             });
         });
         // Every join was one STS call: nothing cached, nothing skipped.
@@ -597,57 +592,6 @@ fn challenge_join(c: &mut Criterion) {
     }
     group.finish();
     rt.block_on(emulator.shutdown());
-}
-
-/// `n` joins through `svc`; returns the time spent inside the layer.
-async fn challenge_joins<S, B>(svc: &S, id: &sts_emulator::TestIdentity, n: u64) -> Duration
-where
-    S: tower::Service<
-            Request<Full<Bytes>>,
-            Response = http::Response<B>,
-            Error = std::convert::Infallible,
-        > + Clone,
-    B: http_body::Body,
-    B::Error: std::fmt::Debug,
-{
-    use http_body_util::BodyExt as _;
-    let mut inside = Duration::ZERO;
-    for _ in 0..n {
-        let mut ask = Request::new(Full::default());
-        *ask.method_mut() = http::Method::POST;
-        *ask.uri_mut() = http::Uri::from_static("/v1/iam-join/challenge");
-        ask.extensions_mut().insert(client_addr());
-        let t = Instant::now();
-        let resp = svc.clone().oneshot(ask).await.unwrap_or_else(|e| match e {});
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .unwrap_or_else(|e| panic!("{e:?}"))
-            .to_bytes();
-        inside += t.elapsed();
-        let answer: serde_json::Value =
-            serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
-        let challenge = answer["challenge"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no challenge in {answer}"))
-            .to_owned();
-        let proof = iam_join_client::ProofBuilder::new(
-            iam_join_client::sts_endpoint(iam_join_benches::REGION, false)
-                .unwrap_or_else(|e| panic!("{e}")),
-            iam_join_client::Binding::Challenge(challenge),
-        )
-        .time(SystemTime::now())
-        .build(&id.credentials())
-        .unwrap_or_else(|e| panic!("{e}"));
-        let mut join = request(&bearer(&proof));
-        *join.uri_mut() = http::Uri::from_static("/join");
-        let t = Instant::now();
-        let resp = svc.clone().oneshot(join).await.unwrap_or_else(|e| match e {});
-        inside += t.elapsed();
-        assert_eq!(resp.status(), StatusCode::OK, "a challenge join was refused");
-    }
-    inside
 }
 
 /// The verifier's own STS client, pointed at the emulator (one connection pool).

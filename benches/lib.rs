@@ -12,7 +12,7 @@ use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -271,6 +271,71 @@ pub fn client_layer(client: Arc<dyn StsClient>, capacity: u64) -> IamJoinLayer {
 /// The trivial inner service: 200 with a two-byte body.
 pub async fn ok_service<B>(_req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))
+}
+
+/// The client address the benchmarks' requests carry (what the proxy's server would add).
+pub fn client_addr() -> iam_join_tower::ClientAddr {
+    iam_join_tower::ClientAddr(std::net::SocketAddr::from(([127, 0, 0, 1], 40_000)))
+}
+
+/// `n` challenge joins through `svc` (a layer with `challenge_paths(["/join"])` around a
+/// service answering 200): ask `/v1/iam-join/challenge`, sign a proof bound to the challenge
+/// with `id`, send it to `/join`. Returns the time spent inside the layer (signing excluded).
+pub async fn challenge_joins<S, B>(svc: &S, id: &sts_emulator::TestIdentity, n: u64) -> Duration
+where
+    S: tower::Service<
+            Request<Full<Bytes>>,
+            Response = http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Clone,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let mut inside = Duration::ZERO;
+    for _ in 0..n {
+        let mut ask = Request::new(Full::default());
+        *ask.method_mut() = http::Method::POST;
+        *ask.uri_mut() = http::Uri::from_static("/v1/iam-join/challenge");
+        ask.extensions_mut().insert(client_addr());
+        let t = Instant::now();
+        let resp = svc.clone().oneshot(ask).await.unwrap_or_else(|e| match e {});
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .to_bytes();
+        inside += t.elapsed();
+        let answer: serde_json::Value =
+            serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+        let challenge = answer["challenge"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no challenge in {answer}"))
+            .to_owned();
+        let proof = iam_join_client::ProofBuilder::new(
+            iam_join_client::sts_endpoint(REGION, false)
+                .unwrap_or_else(|e| panic!("{e}")),
+            iam_join_client::Binding::Challenge(challenge),
+        )
+        .time(SystemTime::now())
+        .build(&id.credentials())
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut join = Request::new(Full::default());
+        *join.uri_mut() = http::Uri::from_static("/join");
+        join.headers_mut().insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_str(&format!("Bearer {proof}"))
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        join.extensions_mut().insert(client_addr());
+        let t = Instant::now();
+        let resp = svc.clone().oneshot(join).await.unwrap_or_else(|e| match e {});
+        inside += t.elapsed();
+        assert_eq!(resp.status(), http::StatusCode::OK, "a challenge join was refused");
+    }
+    inside
 }
 
 /// Resident set size of this process in bytes (`VmRSS` of `/proc/self/status`; Linux only).

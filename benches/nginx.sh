@@ -49,27 +49,52 @@ url() {
     verify) echo "http://127.0.0.1:$AUTH_PORT/app" ;;
   esac
 }
-measure() { wrk_measure "$(url "$1")" "$2"; }
+# CPU (user + system, clock ticks) of everything but wrk: the `load --serve` process (proxy,
+# upstream, emulator) and nginx's master and workers. The same sum in every mode, so the CPU per
+# request of two modes compares the proxies on the same accounting (the upstream's share is in
+# both).
+server_ticks() {
+  local total=0 pid
+  for pid in "$SERVER" $(cat "$out/nginx.pid") $(pgrep -P "$(cat "$out/nginx.pid")"); do
+    [ -r "/proc/$pid/stat" ] && total=$(( total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat") ))
+  done
+  echo "$total"
+}
+TICKS=$(getconf CLK_TCK)
+# measure MODE SECONDS: "<requests/s> <p50> <p99> <non-2xx> <server CPU µs per request>".
+measure() {
+  local before after rps rest
+  before=$(server_ticks)
+  read -r rps rest < <(wrk_measure "$(url "$1")" "$2")
+  after=$(server_ticks)
+  echo "$rps $rest $(awk -v t=$(( after - before )) -v hz="$TICKS" -v r="$rps" -v s="$2" \
+    'BEGIN { printf "%.1f", (r > 0 ? t / hz * 1e6 / (r * s) : 0) }')"
+}
 
 echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), 2 workers; wrk: $THREADS thread(s), $CONNS connections, $PHASE_SECONDS s per phase, $ROUNDS rounds (plus a 1 s warm-up each)"
 modes=(on off nginx verify)
 for mode in "${modes[@]}"; do
-  read -r _ _ _ bad < <(measure "$mode" 1)
+  read -r _ _ _ bad _ < <(measure "$mode" 1)
   [ "$bad" = 0 ] || { echo "nginx.sh: $mode answered non-2xx in the warm-up" >&2; cat "$out/error.log" >&2; exit 1; }
 done
 ratios=()
+cpus=()
 for r in $(seq 1 "$ROUNDS"); do
   shift_by=$(( (r - 1) % 4 ))
   order=("${modes[@]:$shift_by}" "${modes[@]:0:$shift_by}")
   for mode in "${order[@]}"; do
-    read -r rps p50 p99 bad < <(measure "$mode" "$PHASE_SECONDS")
-    printf 'round %d %-6s %8s req/s  p50 %6s us  p99 %6s us  non-2xx %s\n' "$r" "$mode" "$rps" "$p50" "$p99" "$bad"
-    eval "${mode}_rps=$rps"
+    read -r rps p50 p99 bad cpu < <(measure "$mode" "$PHASE_SECONDS")
+    printf 'round %d %-6s %8s req/s  p50 %6s us  p99 %6s us  non-2xx %s  server CPU %6s us/req\n' \
+      "$r" "$mode" "$rps" "$p50" "$p99" "$bad" "$cpu"
+    eval "${mode}_rps=$rps ${mode}_cpu=$cpu"
   done
   ratios+=("$(awk -v on="$on_rps" -v off="$off_rps" -v ng="$nginx_rps" -v v="$verify_rps" \
     'BEGIN { printf "%.3f %.3f %.3f", on / ng, off / ng, v / ng }')")
+  cpus+=("$on_cpu $off_cpu $nginx_cpu $verify_cpu")
 done
 echo "per-round throughput ratios (on/nginx, off/nginx, nginx+verify/nginx):"
 printf '  %s\n' "${ratios[@]}"
 read -r a b c < <(printf '%s\n' "${ratios[@]}" | medians)
 printf 'median throughput: on/nginx %.3fx, off/nginx %.3fx, nginx+verify/nginx %.3fx\n' "$a" "$b" "$c"
+read -r a b c d < <(printf '%s\n' "${cpus[@]}" | medians)
+printf 'median server CPU per request (proxy or nginx + upstream + emulator): on %.1f us, off %.1f us, nginx %.1f us, nginx+verify %.1f us\n' "$a" "$b" "$c" "$d"

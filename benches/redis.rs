@@ -3,6 +3,9 @@
 //! (`ReplayStore::redeem`: a fresh id each time, `SET NX PX`) and a shared-cache lookup
 //! (`SharedCache::get` of a stored STS answer: what a replica pays when another one already
 //! asked STS). A cache hit in a replica's own memory never reaches Redis; see `layer`.
+//! Then whole challenge joins (issue a challenge, sign a proof bound to it, redeem it through
+//! the layer, one STS call to the sts-emulator each) with the layer's in-memory replay store
+//! and with Redis (plain) as replicas would use it: `challenge_join_store/{memory,redis}`.
 //!
 //! `cargo bench -p iam-join-benches --features redis --bench redis -- --warm-up-time 1 --measurement-time 3`
 
@@ -10,12 +13,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use criterion::Criterion;
+use http_body_util::Full;
+use iam_join_benches::{ProofKind, challenge_joins, ok_service};
 use iam_join_core::StsAnswer;
 use iam_join_testkit::redis_server::{RedisOptions, RedisServer, ServerTls, TestPki};
 use iam_join_tower::cache::{SharedCache, SharedOutcome};
 use iam_join_tower::redis::{RedisBackend, RedisConfig};
 use iam_join_tower::{MemoryReplayStore, RateLimits, ReplayStore};
+use sts_emulator::Emulator;
+use tower::{Layer, service_fn};
 
 const TTL: Duration = Duration::from_secs(120);
 const KEY: &str = "3f1c0a4b9d2e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a";
@@ -127,5 +135,48 @@ fn main() {
         });
     }
     group.finish();
+    challenge_join(&mut c, &rt, &plain_redis);
     c.final_summary();
+}
+
+/// Challenge joins through the layer with the emulator as STS: the in-memory replay store
+/// against Redis (plain; what replicas share). Every join is one STS call and one redemption.
+fn challenge_join(c: &mut Criterion, rt: &tokio::runtime::Runtime, redis: &RedisBackend) {
+    let id = ProofKind::SessionToken.identity(0);
+    let emulator = rt.block_on(async {
+        Emulator::builder()
+            .identities(vec![id.clone()])
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("sts-emulator: {e}"))
+    });
+    let mut group = c.benchmark_group("challenge_join_store");
+    group.sample_size(20);
+    for (name, store) in [
+        ("memory", None),
+        ("redis", Some(redis.replay_store())),
+    ] {
+        let _guard = rt.enter();
+        let mut builder = iam_join_benches::layer_builder()
+            .sts_override_all(emulator.url())
+            .challenge_paths(["/join"]);
+        if let Some(store) = store {
+            builder = builder.replay_store(store);
+        }
+        let layer = builder.build().unwrap_or_else(|e| panic!("{e}"));
+        let svc = layer.layer(service_fn(ok_service::<Full<Bytes>>));
+        let calls_before = emulator.calls();
+        let mut joins = 0u64;
+        group.bench_function(name, |b| {
+            b.to_async(rt).iter_custom(|iters| {
+                joins += iters;
+                let svc = svc.clone();
+                let id = id.clone();
+                async move { challenge_joins(&svc, &id, iters).await }
+            });
+        });
+        assert_eq!(emulator.calls() - calls_before, joins, "every join is one STS call");
+    }
+    group.finish();
+    rt.block_on(emulator.shutdown());
 }
