@@ -23,12 +23,11 @@ use criterion::{BatchSize, Criterion, Throughput};
 use http::{HeaderValue, Request, StatusCode, header};
 use http_body_util::Full;
 use iam_join_benches::{
-    AUDIENCE, Form, ProofKind, StubSts, client_addr, client_layer, emulator_layer, ok_service, sign_proof,
+    AUDIENCE, Form, ProofKind, StubSts, client_addr, client_layer, emulator_layer, ok_service,
+    sign_proof,
 };
 use iam_join_core::{ProofRules, check_proof};
-use iam_join_tower::{
-    HyperStsClient, IamJoinLayer, StsClient, StsClientConfig, VerifyRequest,
-};
+use iam_join_tower::{HyperStsClient, IamJoinLayer, StsClient, StsClientConfig, VerifyRequest};
 use sha2::{Digest, Sha256};
 use sts_emulator::{Emulator, EmulatorHandle};
 use tower::{Layer, ServiceExt, service_fn};
@@ -379,7 +378,11 @@ async fn run_raw(client: &RawClient, requests: Vec<Request<Full<Bytes>>>) -> Dur
             .request(req)
             .await
             .unwrap_or_else(|e| panic!("raw round trip: {e}"));
-        assert_eq!(resp.status(), StatusCode::OK, "the emulator refused a raw request");
+        assert_eq!(
+            resp.status(),
+            StatusCode::OK,
+            "the emulator refused a raw request"
+        );
         black_box(
             resp.into_body()
                 .collect()
@@ -577,18 +580,9 @@ fn challenge_join(c: &mut Criterion) {
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
         let svc = layer.layer(service_fn(ok_service::<Full<Bytes>>));
-        let calls_before = emulator.calls() + stub.calls();
-        let mut joins = 0u64;
-        group.bench_function(name, |b| {
-            b.to_async(&rt).iter_custom(|iters| {
-                joins += iters;
-                let svc = svc.clone();
-                let id = id.clone();
-                async move { iam_join_benches::challenge_joins(&svc, &id, iters).await }
-            });
+        iam_join_benches::bench_challenge_joins(&mut group, &rt, name, &svc, &id, || {
+            emulator.calls() + stub.calls()
         });
-        // Every join was one STS call: nothing cached, nothing skipped.
-        assert_eq!(emulator.calls() + stub.calls() - calls_before, joins);
     }
     group.finish();
     rt.block_on(emulator.shutdown());

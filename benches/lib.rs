@@ -300,7 +300,11 @@ where
         *ask.uri_mut() = http::Uri::from_static("/v1/iam-join/challenge");
         ask.extensions_mut().insert(client_addr());
         let t = Instant::now();
-        let resp = svc.clone().oneshot(ask).await.unwrap_or_else(|e| match e {});
+        let resp = svc
+            .clone()
+            .oneshot(ask)
+            .await
+            .unwrap_or_else(|e| match e {});
         let body = resp
             .into_body()
             .collect()
@@ -315,8 +319,7 @@ where
             .unwrap_or_else(|| panic!("no challenge in {answer}"))
             .to_owned();
         let proof = iam_join_client::ProofBuilder::new(
-            iam_join_client::sts_endpoint(REGION, false)
-                .unwrap_or_else(|e| panic!("{e}")),
+            iam_join_client::sts_endpoint(REGION, false).unwrap_or_else(|e| panic!("{e}")),
             iam_join_client::Binding::Challenge(challenge),
         )
         .time(SystemTime::now())
@@ -331,11 +334,52 @@ where
         );
         join.extensions_mut().insert(client_addr());
         let t = Instant::now();
-        let resp = svc.clone().oneshot(join).await.unwrap_or_else(|e| match e {});
+        let resp = svc
+            .clone()
+            .oneshot(join)
+            .await
+            .unwrap_or_else(|e| match e {});
         inside += t.elapsed();
-        assert_eq!(resp.status(), http::StatusCode::OK, "a challenge join was refused");
+        assert_eq!(
+            resp.status(),
+            http::StatusCode::OK,
+            "a challenge join was refused"
+        );
     }
     inside
+}
+
+/// One criterion benchmark `name` of [`challenge_joins`] through `svc`, then a check that every
+/// join made exactly one STS call (`sts_calls` reads the STS's counter): nothing cached, nothing
+/// skipped.
+pub fn bench_challenge_joins<S, B>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    svc: &S,
+    id: &TestIdentity,
+    sts_calls: impl Fn() -> u64,
+) where
+    S: tower::Service<
+            Request<Full<Bytes>>,
+            Response = http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Clone,
+    S::Future: Send,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let before = sts_calls();
+    let mut joins = 0u64;
+    group.bench_function(name, |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            joins += iters;
+            let svc = svc.clone();
+            let id = id.clone();
+            async move { challenge_joins(&svc, &id, iters).await }
+        });
+    });
+    assert_eq!(sts_calls() - before, joins, "every join is one STS call");
 }
 
 /// Resident set size of this process in bytes (`VmRSS` of `/proc/self/status`; Linux only).

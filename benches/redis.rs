@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::Criterion;
 use http_body_util::Full;
-use iam_join_benches::{ProofKind, challenge_joins, ok_service};
+use iam_join_benches::{ProofKind, bench_challenge_joins, ok_service};
 use iam_join_core::StsAnswer;
 use iam_join_testkit::redis_server::{RedisOptions, RedisServer, ServerTls, TestPki};
 use iam_join_tower::cache::{SharedCache, SharedOutcome};
@@ -152,10 +152,7 @@ fn challenge_join(c: &mut Criterion, rt: &tokio::runtime::Runtime, redis: &Redis
     });
     let mut group = c.benchmark_group("challenge_join_store");
     group.sample_size(20);
-    for (name, store) in [
-        ("memory", None),
-        ("redis", Some(redis.replay_store())),
-    ] {
+    for (name, store) in [("memory", None), ("redis", Some(redis.replay_store()))] {
         let _guard = rt.enter();
         let mut builder = iam_join_benches::layer_builder()
             .sts_override_all(emulator.url())
@@ -165,17 +162,7 @@ fn challenge_join(c: &mut Criterion, rt: &tokio::runtime::Runtime, redis: &Redis
         }
         let layer = builder.build().unwrap_or_else(|e| panic!("{e}"));
         let svc = layer.layer(service_fn(ok_service::<Full<Bytes>>));
-        let calls_before = emulator.calls();
-        let mut joins = 0u64;
-        group.bench_function(name, |b| {
-            b.to_async(rt).iter_custom(|iters| {
-                joins += iters;
-                let svc = svc.clone();
-                let id = id.clone();
-                async move { challenge_joins(&svc, &id, iters).await }
-            });
-        });
-        assert_eq!(emulator.calls() - calls_before, joins, "every join is one STS call");
+        bench_challenge_joins(&mut group, rt, name, &svc, &id, || emulator.calls());
     }
     group.finish();
     rt.block_on(emulator.shutdown());

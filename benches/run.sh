@@ -5,7 +5,7 @@
 # cross-check and nginx side by side (benches/nginx.sh; both need wrk and nginx) and the memory
 # measurement.
 #
-#   benches/run.sh                 # about 30 minutes on 2 cores (once built)
+#   benches/run.sh                 # about 11 minutes on 2 cores (once built)
 #   OUT=/tmp/bench benches/run.sh  # where the outputs go (default target/bench-results/<time>)
 #
 # Everything listens on 127.0.0.1 only and every loop is bounded.
